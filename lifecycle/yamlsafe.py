@@ -178,7 +178,7 @@ class _Builder:
         if isinstance(node, ScalarNode):
             try:
                 return self.constructor.construct_object(node, deep=True)
-            except yaml.YAMLError as exc:
+            except (yaml.YAMLError, ValueError) as exc:  # ValueError: an impossible date such as 2027-02-30
                 self.problems.append(_problem("yaml.scalar", self._where(node, path), reason=str(exc)))
                 return None
         if isinstance(node, SequenceNode):
