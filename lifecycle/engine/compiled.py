@@ -103,12 +103,8 @@ def compile_definition(
         for trigger, candidates in by_trigger.items():
             for edge in candidates:
                 condition = _held_from(edge.dest) if edge.via_previous else None
-                machine.add_transition(
-                    trigger, edge.source, edge.dest, conditions=[condition] if condition else None
-                )
-    task_machines = {
-        m.id: _compile_task_machine(m, on_enter_task, on_exit_task) for m in definition.task_machines
-    }
+                machine.add_transition(trigger, edge.source, edge.dest, conditions=[condition] if condition else None)
+    task_machines = {m.id: _compile_task_machine(m, on_enter_task, on_exit_task) for m in definition.task_machines}
     items = {(g.id, i.id): i for g in definition.task_groups for i in g.items}
     return CompiledDefinition(
         definition=definition,

@@ -197,8 +197,7 @@ def _commitments_verified(scope: GroupScope, ctx: ConditionContext) -> list[Unme
             "condition.commitments_verified",
             count=len(pending),
             items=_listing(
-                ctx.item_title(task.group, task.item) if task else commitment.task_id
-                for commitment, task in pending
+                ctx.item_title(task.group, task.item) if task else commitment.task_id for commitment, task in pending
             ),
             commitment_ids=[commitment.id for commitment, _ in pending],
         )

@@ -193,9 +193,7 @@ class Engine:
         )
         result = FireResult(state=project.state, fields_changed=sorted(values))
         step = _Step(self, compiled, project, actor, now, result)
-        result.events.append(
-            Event("project.created", "project", project.id, actor.id, now, to_state=project.state)
-        )
+        result.events.append(Event("project.created", "project", project.id, actor.id, now, to_state=project.state))
         _enter_project_state(step, project.state)
         result.state = project.state
         return project, result
@@ -228,9 +226,7 @@ class Engine:
         unmet = self._unmet(compiled, project, spec, values, now)
         if unmet:
             gate = compiled.definition.gate(spec.gate) if spec.gate else None
-            raise GateNotSatisfied(
-                trigger, gate.id if gate else "", gate.title if gate else spec.title, unmet
-            )
+            raise GateNotSatisfied(trigger, gate.id if gate else "", gate.title if gate else spec.title, unmet)
         result = FireResult(state=project.state)
         step = _Step(self, compiled, project, actor, now, result, held_from=project.held_from)
         source = project.state
@@ -259,9 +255,7 @@ class Engine:
         )
         return result
 
-    def available_triggers(
-        self, project: ProjectInstance, actor: Actor, now: datetime
-    ) -> list[TriggerOption]:
+    def available_triggers(self, project: ProjectInstance, actor: Actor, now: datetime) -> list[TriggerOption]:
         """Every trigger leaving the project's current state: may the actor fire it now, and if not, why."""
         compiled = self.compiled(project.definition_key, project.definition_version)
         now = ensure_utc(now)
@@ -384,9 +378,7 @@ class Engine:
                 problem = refused.problems()[0]
                 reasons.append((problem.code, problem.zh, problem.en))
             options.append(
-                TriggerOption(
-                    trigger, spec.title, spec.title_en, spec.dest, not reasons, None, tuple(reasons)
-                )
+                TriggerOption(trigger, spec.title, spec.title_en, spec.dest, not reasons, None, tuple(reasons))
             )
         return options
 
@@ -486,9 +478,7 @@ class Engine:
 
     # --- internals --------------------------------------------------------------------------------------
 
-    def _project_edge(
-        self, compiled: CompiledDefinition, project: ProjectInstance, trigger: str
-    ) -> ProjectEdge:
+    def _project_edge(self, compiled: CompiledDefinition, project: ProjectInstance, trigger: str) -> ProjectEdge:
         candidates = compiled.edges.get(project.state, {}).get(trigger)
         edge = None
         if candidates:
@@ -569,11 +559,7 @@ class Engine:
             problems.append(Problem.of("engine.comment_required", trigger=spec.title))
         if "issue_deficiency_notice" in spec.effects:
             previous = next(
-                (
-                    n
-                    for n in step.project.notices.values()
-                    if n.task_id == task.id and n.submission == task.submission
-                ),
+                (n for n in step.project.notices.values() if n.task_id == task.id and n.submission == task.submission),
                 None,
             )
             if previous is not None:
@@ -590,9 +576,7 @@ class Engine:
             out["due_date"] = due
         if "verify_commitment" in spec.effects or "breach_commitment" in spec.effects:
             wanted = data.get("commitment_id")
-            open_ones = [
-                c for c in step.project.commitments.values() if c.task_id == task.id and c.state == "recorded"
-            ]
+            open_ones = [c for c in step.project.commitments.values() if c.task_id == task.id and c.state == "recorded"]
             chosen = [c for c in open_ones if wanted is None or c.id == wanted]
             if len(chosen) != 1:
                 problems.append(Problem.of("commitment.unknown", commitment=wanted or "—"))
@@ -604,9 +588,7 @@ class Engine:
             raise InvalidInput(problems)
         return out
 
-    def _check_deficiency(
-        self, step: _Step, item: Item, data: dict[str, Any], out: dict[str, Any]
-    ) -> list[Problem]:
+    def _check_deficiency(self, step: _Step, item: Item, data: dict[str, Any], out: dict[str, Any]) -> list[Problem]:
         problems: list[Problem] = []
         missing = data.get("missing")
         known = {m.id for m in item.materials}
@@ -629,15 +611,11 @@ class Engine:
             try:
                 cure_date = cure if isinstance(cure, date) else date.fromisoformat(str(cure))
             except ValueError:
-                problems.append(
-                    Problem.of("deficiency.bad_cure_date", field_values._where(("data", "cure_date")))
-                )
+                problems.append(Problem.of("deficiency.bad_cure_date", field_values._where(("data", "cure_date"))))
                 return problems
             where = field_values._where(("data", "cure_date"))
             if cure_date > due:
-                problems.append(
-                    Problem.of("deficiency.cure_after_due", where, cure_date=cure_date, due_date=due)
-                )
+                problems.append(Problem.of("deficiency.cure_after_due", where, cure_date=cure_date, due_date=due))
             if cure_date < today:
                 problems.append(Problem.of("deficiency.cure_in_past", where, cure_date=cure_date))
         out["missing"] = list(dict.fromkeys(missing))
@@ -766,16 +744,11 @@ def _clocks_for(step: _Step, machine_id: str) -> list[Clock]:
     return step.compiled.task_machines[machine_id].clocks
 
 
-def _open_deadlines(
-    project: ProjectInstance, kind: SubjectKind, subject_id: str, clock_id: str
-) -> list[Deadline]:
+def _open_deadlines(project: ProjectInstance, kind: SubjectKind, subject_id: str, clock_id: str) -> list[Deadline]:
     return [
         d
         for d in project.deadlines.values()
-        if d.closed_at is None
-        and d.subject_id == subject_id
-        and d.clock == clock_id
-        and d.subject_kind == kind
+        if d.closed_at is None and d.subject_id == subject_id and d.clock == clock_id and d.subject_kind == kind
     ]
 
 
@@ -784,22 +757,24 @@ def _sync_clocks(step: _Step, kind: SubjectKind, subject_id: str, machine_id: st
     and are not open, pause or resume the open ones, close the ones that do not live there."""
     project = step.project
     for clock in _clocks_for(step, machine_id):
-        running = state in clock.runs_in
+        # A state listed in paused_in pauses the clock even if it is also listed in runs_in.
         paused = state in clock.paused_in
+        alive = paused or state in clock.runs_in
         open_now = _open_deadlines(project, kind, subject_id, clock.id)
-        if not running and not paused:
+        if not alive:
             for deadline in open_now:
                 _close_deadline(step, deadline)
             continue
         if not open_now:
-            if running:
-                _open_deadline(step, clock, kind, subject_id)
+            deadline = _open_deadline(step, clock, kind, subject_id)
+            if deadline is not None and paused:
+                deadline.pauses.append(Pause(start=step.today))
             continue
         for deadline in open_now:
             if paused and not deadline.paused:
                 deadline.pauses.append(Pause(start=step.today))
                 _mark_changed(step, deadline)
-            elif running and deadline.paused:
+            elif not paused and deadline.paused:
                 deadline.pauses[-1].end = step.today
                 _redate(step, clock, deadline, subject_id)
                 _mark_changed(step, deadline)
@@ -817,14 +792,12 @@ def _close_deadline(step: _Step, deadline: Deadline) -> None:
     step.result.deadlines_closed.append(deadline.id)
 
 
-def _open_deadline(step: _Step, clock: Clock, kind: SubjectKind, subject_id: str) -> None:
+def _open_deadline(step: _Step, clock: Clock, kind: SubjectKind, subject_id: str) -> Deadline | None:
     project = step.project
     due = _due(step, clock, subject_id, step.today, [])
     if due is None:
-        return  # a date field not filled in yet: the clock opens when it is (see Engine.update_fields)
-    sequence = 1 + sum(
-        1 for d in project.deadlines.values() if d.subject_id == subject_id and d.clock == clock.id
-    )
+        return None  # a date field not filled in yet: the clock opens when it is (see Engine.update_fields)
+    sequence = 1 + sum(1 for d in project.deadlines.values() if d.subject_id == subject_id and d.clock == clock.id)
     deadline = Deadline(
         id=f"{subject_id}/{clock.id}/{sequence}",
         subject_kind=kind,
@@ -840,6 +813,7 @@ def _open_deadline(step: _Step, clock: Clock, kind: SubjectKind, subject_id: str
     )
     project.deadlines[deadline.id] = deadline
     step.result.deadlines_opened.append(deadline.id)
+    return deadline
 
 
 def _redate(step: _Step, clock: Clock, deadline: Deadline, subject_id: str) -> None:
@@ -849,9 +823,7 @@ def _redate(step: _Step, clock: Clock, deadline: Deadline, subject_id: str) -> N
         deadline.due_at = end_of_local_day(due.date)
 
 
-def _due(
-    step: _Step, clock: Clock, subject_id: str, start: date, pauses: list[Pause]
-) -> CalendarResult | None:
+def _due(step: _Step, clock: Clock, subject_id: str, start: date, pauses: list[Pause]) -> CalendarResult | None:
     calendar = step.engine.calendar
     breaks = [CalendarPause(p.start, p.end) for p in pauses]
     if clock.basis == "duration" and clock.duration is not None:

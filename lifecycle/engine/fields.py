@@ -49,9 +49,7 @@ def coerce(spec: FieldSpec, value: Any, path: tuple[str | int, ...]) -> tuple[An
     if value is None:
         return None, None
     type_zh, type_en = _TYPE_NAMES[spec.type]
-    bad = Problem.of(
-        "field.type", _where(path), title=spec.title, field=spec.id, type_zh=type_zh, type_en=type_en
-    )
+    bad = Problem.of("field.type", _where(path), title=spec.title, field=spec.id, type_zh=type_zh, type_en=type_en)
     match spec.type:
         case "string" | "text":
             if not isinstance(value, str):
@@ -91,14 +89,10 @@ def coerce(spec: FieldSpec, value: Any, path: tuple[str | int, ...]) -> tuple[An
         case "choice":
             choices = spec.choices or []
             if value not in choices:
-                return None, Problem.of(
-                    "field.choice", _where(path), title=spec.title, choices="、".join(choices)
-                )
+                return None, Problem.of("field.choice", _where(path), title=spec.title, choices="、".join(choices))
             return value, None
         case "attachments":
-            if not isinstance(value, list) or not all(
-                isinstance(v, str) and 0 < len(v) <= 500 for v in value
-            ):
+            if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 500 for v in value):
                 return None, bad
             return list(value), None
     return None, bad  # pragma: no cover - every FieldSpec.type is matched above
