@@ -766,9 +766,9 @@ def _sync_clocks(step: _Step, kind: SubjectKind, subject_id: str, machine_id: st
                 _close_deadline(step, deadline)
             continue
         if not open_now:
-            deadline = _open_deadline(step, clock, kind, subject_id)
-            if deadline is not None and paused:
-                deadline.pauses.append(Pause(start=step.today))
+            opened = _open_deadline(step, clock, kind, subject_id)
+            if opened is not None and paused:
+                opened.pauses.append(Pause(start=step.today))
             continue
         for deadline in open_now:
             if paused and not deadline.paused:
