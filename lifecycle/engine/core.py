@@ -18,16 +18,17 @@ Every fire, on a project, an item or a notice, runs the same steps in this order
 4. **Check the gate**: every condition of the gate and every required field is evaluated; any unmet →
    :class:`GateNotSatisfied` listing all of them. Nothing has changed yet when any of 1–4 refuses.
 5. **Before**: the trigger's data is applied to the project's fields.
-6. **Exit** (``on_exit`` of the source state): clocks that do not live in the destination close.
-7. **Set state** (done by ``transitions``); ``$previous`` picks the held-from state by a transition condition.
-8. **Enter** (``on_enter`` of the destination): a holding state remembers where it was entered from; task
-   groups listed in ``opens`` open their items; clocks that live in the new state open, pause or resume.
-9. **Effects** (item and notice machines): new submission, the one deficiency notice, cure, commitments.
-10. **Then parent**: a notice transition's ``then_parent`` fires on its item (steps 6–9), without a role check
-    since it is a consequence of an authorised act.
-11. **Record**: an :class:`Event` for the history; the instance's version counter is bumped once.
+6. **Set state** (done by ``transitions``); ``$previous`` picks the held-from state by a transition condition.
+7. **Enter** (``on_enter`` of the destination): a holding state remembers where it was entered from; task
+   groups listed in ``opens`` open their items; the subject's clocks are synced with the new state: those
+   that do not live there close, those that run there open, pause or resume. There is no ``on_exit`` step:
+   what leaving a state means for a clock depends on where the machine goes, so it is decided on entering.
+8. **Effects** (item and notice machines): new submission, the one deficiency notice, cure, commitments.
+9. **Then parent**: a notice transition's ``then_parent`` fires on its item (steps 6–8), without a role check
+   since it is a consequence of an authorised act.
+10. **Record**: an :class:`Event` for the history; the instance's version counter is bumped once.
 
-Steps 6–10 cannot fail: everything they need was checked in 1–4.
+Steps 5–10 cannot fail: everything they need was checked in 1–4.
 """
 
 from __future__ import annotations
@@ -123,10 +124,10 @@ class _Step:
     machine: CompiledMachine | None = None
     spec: MachineTransition | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    today: date = field(init=False)
 
-    @property
-    def today(self) -> date:
-        return local_date(self.now)
+    def __post_init__(self) -> None:
+        self.today = local_date(self.now)
 
 
 class Engine:
@@ -144,9 +145,7 @@ class Engine:
         key = (definition.key, version)
         compiled = self._compiled.get(key)
         if compiled is None or compiled.definition is not definition:
-            compiled = compile_definition(
-                definition, version, _on_enter_project, _on_exit_project, _on_enter_task, _on_exit_task
-            )
+            compiled = compile_definition(definition, version, _on_enter_project, _on_enter_task)
             self._compiled[key] = compiled
         return compiled
 
@@ -638,7 +637,7 @@ class Engine:
         return self.calendar.due_date(step.today, limit.days, unit=limit.unit).date
 
     def _run_task(self, step: _Step, trigger: str, comment: str | None) -> None:
-        """Steps 6–9 and 11 for an item: exit, set state, enter, effects, record."""
+        """Steps 6–8 and 10 for an item: set state, enter, effects, record."""
         task, machine, spec = step.task, step.machine, step.spec
         assert task is not None and machine is not None and spec is not None
         source = task.state
@@ -672,13 +671,8 @@ _DATE_FIELD = FieldSpec(id="due_date", title="承诺期限", title_en="due date"
 # --- pipeline callbacks (shared by every Machine) ---------------------------------------------------------
 
 
-def _on_exit_project(event: Any) -> None:
-    """Step 6 for the project: nothing to do before the state changes; clocks are synced on enter, where
-    the destination is known."""
-
-
 def _on_enter_project(event: Any) -> None:
-    """Step 8 for the project."""
+    """Step 7 for the project."""
     step: _Step = event.kwargs["step"]
     previous = event.transition.source
     _enter_project_state(step, event.state.name, previous)
@@ -721,12 +715,8 @@ def _open_group(step: _Step, group_id: str) -> None:
         _sync_clocks(step, "task", task_id, group.machine, task.state)
 
 
-def _on_exit_task(event: Any) -> None:
-    """Step 6 for items and notices: see :func:`_on_enter_task`."""
-
-
 def _on_enter_task(event: Any) -> None:
-    """Step 8 for items and notices: open, pause, resume or close their clocks."""
+    """Step 7 for items and notices: open, pause, resume or close their clocks."""
     step: _Step = event.kwargs["step"]
     state = event.state.name
     if step.notice is not None and step.task is None:
@@ -755,12 +745,19 @@ def _open_deadlines(project: ProjectInstance, kind: SubjectKind, subject_id: str
 def _sync_clocks(step: _Step, kind: SubjectKind, subject_id: str, machine_id: str, state: str) -> None:
     """Make the subject's deadlines match the clocks that live in ``state``: open the ones that run there
     and are not open, pause or resume the open ones, close the ones that do not live there."""
+    clocks = _clocks_for(step, machine_id)
+    if not clocks:
+        return
     project = step.project
-    for clock in _clocks_for(step, machine_id):
+    open_by_clock: dict[str, list[Deadline]] = {}
+    for d in project.deadlines.values():
+        if d.closed_at is None and d.subject_id == subject_id and d.subject_kind == kind:
+            open_by_clock.setdefault(d.clock, []).append(d)
+    for clock in clocks:
         # A state listed in paused_in pauses the clock even if it is also listed in runs_in.
         paused = state in clock.paused_in
         alive = paused or state in clock.runs_in
-        open_now = _open_deadlines(project, kind, subject_id, clock.id)
+        open_now = open_by_clock.get(clock.id, ())
         if not alive:
             for deadline in open_now:
                 _close_deadline(step, deadline)

@@ -48,54 +48,73 @@ def coerce(spec: FieldSpec, value: Any, path: tuple[str | int, ...]) -> tuple[An
     """
     if value is None:
         return None, None
-    type_zh, type_en = _TYPE_NAMES[spec.type]
-    bad = Problem.of("field.type", _where(path), title=spec.title, field=spec.id, type_zh=type_zh, type_en=type_en)
+    coerced = _coerce(spec, value)
+    if coerced is _BAD:
+        type_zh, type_en = _TYPE_NAMES[spec.type]
+        return None, Problem.of(
+            "field.type", _where(path), title=spec.title, field=spec.id, type_zh=type_zh, type_en=type_en
+        )
+    if coerced is _TOO_LONG:
+        limit = _text_limit(spec)
+        return None, Problem.of("field.too_long", _where(path), title=spec.title, limit=limit)
+    if coerced is _NOT_A_CHOICE:
+        choices = "、".join(spec.choices or [])
+        return None, Problem.of("field.choice", _where(path), title=spec.title, choices=choices)
+    return coerced, None
+
+
+_BAD, _TOO_LONG, _NOT_A_CHOICE = object(), object(), object()
+
+
+def _text_limit(spec: FieldSpec) -> int:
+    return spec.max_length or (200 if spec.type == "string" else 20_000)
+
+
+def _coerce(spec: FieldSpec, value: Any) -> Any:
+    """The Python value, or one of the markers ``_BAD``, ``_TOO_LONG``, ``_NOT_A_CHOICE``.
+
+    Problems are built only when a value is wrong: this runs on every fire that carries data.
+    """
     match spec.type:
         case "string" | "text":
             if not isinstance(value, str):
-                return None, bad
-            limit = spec.max_length or (200 if spec.type == "string" else 20_000)
-            if len(value) > limit:
-                return None, Problem.of("field.too_long", _where(path), title=spec.title, limit=limit)
-            return value, None
+                return _BAD
+            return value if len(value) <= _text_limit(spec) else _TOO_LONG
         case "integer":
             if isinstance(value, bool) or not isinstance(value, int | str):
-                return None, bad
+                return _BAD
             try:
-                return int(value), None
+                return int(value)
             except ValueError:
-                return None, bad
+                return _BAD
         case "decimal":
             if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-                return None, bad
+                return _BAD
             try:
                 number = Decimal(str(value))
             except InvalidOperation:
-                return None, bad
+                return _BAD
             if not number.is_finite() or len(number.as_tuple().digits) > MAX_DECIMAL_DIGITS:
-                return None, bad
-            return number, None
+                return _BAD
+            return number
         case "date":
             if isinstance(value, date):
-                return value, None
+                return value
             if not isinstance(value, str):
-                return None, bad
+                return _BAD
             try:
-                return date.fromisoformat(value), None
+                return date.fromisoformat(value)
             except ValueError:
-                return None, bad
+                return _BAD
         case "boolean":
-            return (value, None) if isinstance(value, bool) else (None, bad)
+            return value if isinstance(value, bool) else _BAD
         case "choice":
-            choices = spec.choices or []
-            if value not in choices:
-                return None, Problem.of("field.choice", _where(path), title=spec.title, choices="、".join(choices))
-            return value, None
+            return value if value in (spec.choices or []) else _NOT_A_CHOICE
         case "attachments":
             if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 500 for v in value):
-                return None, bad
-            return list(value), None
-    return None, bad  # pragma: no cover - every FieldSpec.type is matched above
+                return _BAD
+            return list(value)
+    return _BAD  # pragma: no cover - every FieldSpec.type is matched above
 
 
 def coerce_all(

@@ -17,9 +17,10 @@ Cross-references (a transition naming a state, an item naming a department…) a
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 SCHEMA_VERSION = 1
 """The version of this format. A file states it as ``schema_version``; old versions are migrated on load."""
@@ -613,16 +614,19 @@ class Definition(SpecModel):
     obligations: list[Obligation] = Field(default_factory=list)
     traffic_lights: TrafficLights | None = None
 
-    _index: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+    @cached_property
+    def tables(self) -> dict[str, dict[Any, Any]]:
+        """Lookup tables by id (``states``, ``gates``, ``task_groups``…; ``steps`` by number), built once.
 
-    def model_post_init(self, context: Any, /) -> None:
-        # Lookup tables by id; with duplicate ids the first wins (the static checks report duplicates).
-        index: dict[str, dict[str, Any]] = {}
+        With duplicate ids the first wins (the static checks report duplicates). A cached property, not a
+        private attribute, because engine hot paths read it on every fire.
+        """
+        index: dict[str, dict[Any, Any]] = {}
         for name in (
             "phases", "roles", "departments", "fields", "states", "gates",
             "task_machines", "task_groups", "clocks", "ladders", "obligations",
         ):  # fmt: skip
-            table: dict[str, Any] = {}
+            table: dict[Any, Any] = {}
             for entry in getattr(self, name):
                 table.setdefault(entry.id, entry)
             index[name] = table
@@ -630,32 +634,32 @@ class Definition(SpecModel):
         for step in self.steps:
             steps.setdefault(step.number, step)
         index["steps"] = steps
-        self._index = index
+        return index
 
     def lookup(self, table: str) -> dict[Any, Any]:
         """The entries of ``table`` (``states``, ``gates``, ``task_groups``…) by id."""
-        return self._index[table]
+        return self.tables[table]
 
     def state(self, state_id: str) -> State:
         """The state ``state_id`` (KeyError if unknown)."""
-        return self._index["states"][state_id]  # type: ignore[no-any-return]
+        return self.tables["states"][state_id]  # type: ignore[no-any-return]
 
     def group(self, group_id: str) -> TaskGroup:
         """The task group ``group_id``."""
-        return self._index["task_groups"][group_id]  # type: ignore[no-any-return]
+        return self.tables["task_groups"][group_id]  # type: ignore[no-any-return]
 
     def gate(self, gate_id: str) -> Gate:
         """The gate ``gate_id``."""
-        return self._index["gates"][gate_id]  # type: ignore[no-any-return]
+        return self.tables["gates"][gate_id]  # type: ignore[no-any-return]
 
     def machine(self, machine_id: str) -> TaskMachine:
         """The task or notice machine ``machine_id``."""
-        return self._index["task_machines"][machine_id]  # type: ignore[no-any-return]
+        return self.tables["task_machines"][machine_id]  # type: ignore[no-any-return]
 
     def ladder(self, ladder_id: str) -> Ladder:
         """The escalation ladder ``ladder_id``."""
-        return self._index["ladders"][ladder_id]  # type: ignore[no-any-return]
+        return self.tables["ladders"][ladder_id]  # type: ignore[no-any-return]
 
     def field(self, field_id: str) -> FieldSpec | None:
         """The project field ``field_id``, or None."""
-        return self._index["fields"].get(field_id)
+        return self.tables["fields"].get(field_id)
