@@ -127,10 +127,13 @@ def main() -> None:
     bare_rate = statistics.median(bare_rates)
     ratio = engine_rate / bare_rate
 
+    items = sum(len(g.items) for g in definition.task_groups)
+    project_fires = sum(1 for s in plan.steps if s.task is None)
     print(f"definition            {definition.key}: {len(definition.states)} states, "
-          f"{len(definition.transitions)} transitions, {sum(len(g.items) for g in definition.task_groups)} items")  # fmt: skip
+          f"{len(definition.transitions)} transitions, {items} items")  # fmt: skip
     print(f"walk                  {len(plan.steps)} fires per project walk "
-          f"({sum(1 for s in plan.steps if s.task is None)} project, {sum(1 for s in plan.steps if s.task)} item)")  # fmt: skip
+          f"({project_fires} project, {len(plan.steps) - project_fires} item)")  # fmt: skip
+
     def verdict(ok: bool) -> str:
         return "OK" if ok else "MISSED"
 
