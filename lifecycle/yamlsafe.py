@@ -55,6 +55,7 @@ class SourceMap:
 
     file: str
     marks: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
 
     def locate(self, path: YamlPath) -> Location:
         """The location of ``path``, or of its nearest ancestor that has one (a missing key is reported
@@ -64,6 +65,14 @@ class SourceMap:
             probe = probe[:-1]
         line, column = self.marks.get(probe, (1, 1))
         return Location(file=self.file, line=line, column=column, path=tuple(path))
+
+    def locate_key(self, path: YamlPath) -> Location:
+        """Where the mapping key that ends ``path`` is written (for an unknown key, the key itself is the
+        mistake, not its value); falls back to :meth:`locate`."""
+        mark = self.key_marks.get(tuple(path))
+        if mark is None:
+            return self.locate(path)
+        return Location(file=self.file, line=mark[0], column=mark[1], path=tuple(path))
 
 
 @dataclass(frozen=True)
@@ -106,9 +115,7 @@ def load_yaml_bytes(raw: bytes | str, name: str = "<input>") -> LoadedYaml:
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise YamlProblems(
-                [_problem("yaml.not_utf8", Location(name, 1, 1, ()), reason=str(exc))]
-            ) from exc
+            raise YamlProblems([_problem("yaml.not_utf8", Location(name, 1, 1, ()), reason=str(exc))]) from exc
     else:
         text = raw
         if len(text.encode("utf-8")) > MAX_FILE_BYTES:
@@ -137,7 +144,7 @@ def load_yaml_bytes(raw: bytes | str, name: str = "<input>") -> LoadedYaml:
     data = builder.build(documents[0], (), 0)
     if builder.problems:
         raise YamlProblems(builder.problems)
-    return LoadedYaml(data=data, source=SourceMap(name, builder.marks))
+    return LoadedYaml(data=data, source=SourceMap(name, builder.marks, builder.key_marks))
 
 
 def _problem(code: str, location: Location, **params: Any) -> Problem:
@@ -150,6 +157,7 @@ class _Builder:
     def __init__(self, name: str) -> None:
         self.name = name
         self.marks: dict[YamlPath, tuple[int, int]] = {}
+        self.key_marks: dict[YamlPath, tuple[int, int]] = {}
         self.problems: list[Problem] = []
         self.nodes = 0
         self.constructor = SafeConstructor()
@@ -163,9 +171,7 @@ class _Builder:
         if self.nodes > MAX_NODES:
             if not self._too_many_reported:
                 self._too_many_reported = True
-                self.problems.append(
-                    _problem("yaml.too_many_nodes", self._where(node, path), limit=MAX_NODES)
-                )
+                self.problems.append(_problem("yaml.too_many_nodes", self._where(node, path), limit=MAX_NODES))
             return None
         if depth > MAX_DEPTH:
             self.problems.append(_problem("yaml.too_deep", self._where(node, path), limit=MAX_DEPTH))
@@ -200,6 +206,8 @@ class _Builder:
         result: dict[Any, Any] = {}
         explicit: set[Any] = set()
         for index, (key_node, value_node) in enumerate(_pairs(node)):
+            if self._too_many_reported:
+                break  # past the node limit nothing more is read: later keys would only add noise
             if not isinstance(key_node, ScalarNode):
                 self.problems.append(_problem("yaml.complex_key", self._where(key_node, path)))
                 continue
@@ -207,11 +215,10 @@ class _Builder:
             if not isinstance(key, str | int) or isinstance(key, bool):
                 key = str(key)
             child = (*path, key)
+            self.key_marks.setdefault(child, (key_node.start_mark.line + 1, key_node.start_mark.column + 1))
             if index >= merged_count:
                 if key in explicit:
-                    self.problems.append(
-                        _problem("yaml.duplicate_key", self._where(key_node, child), key=key)
-                    )
+                    self.problems.append(_problem("yaml.duplicate_key", self._where(key_node, child), key=key))
                     continue
                 explicit.add(key)
             result[key] = self.build(value_node, child, depth + 1)

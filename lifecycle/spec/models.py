@@ -43,7 +43,7 @@ SYSTEM_ROLE = "system"
 class SpecModel(BaseModel):
     """Base of every definition model: unknown keys are errors and instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Titled(SpecModel):
@@ -95,9 +95,7 @@ class Role(Titled):
 class Department(Titled):
     """An org unit that items are assigned to (县规划自然资源局, 县住房城乡建委, …)."""
 
-    kind: Literal["department", "township", "enterprise", "ndrc", "leader", "task_force", "other"] = (
-        "department"
-    )
+    kind: Literal["department", "township", "enterprise", "ndrc", "leader", "task_force", "other"] = "department"
 
 
 class FieldSpec(Titled):
@@ -191,9 +189,7 @@ class Condition(SpecModel):
     def _exactly_one_kind(self) -> Condition:
         given = [kind for kind in CONDITION_KINDS if getattr(self, kind) is not None]
         if len(given) != 1:
-            raise ValueError(
-                f"a condition has exactly one of {', '.join(CONDITION_KINDS)}; found {given or 'none'}"
-            )
+            raise ValueError(f"a condition has exactly one of {', '.join(CONDITION_KINDS)}; found {given or 'none'}")
         return self
 
     @property
