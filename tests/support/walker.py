@@ -82,6 +82,10 @@ def satisfying_fields(definition: Definition) -> dict[str, Any]:
             elif isinstance(value, int | Decimal):
                 bump = {"gt": 1, "ge": 0, "eq": 0, "le": 0, "lt": -1, "ne": 1}[compare.op]
                 values[compare.field] = str(Decimal(value) + bump)
+            elif compare.op == "ne":
+                spec = definition.field(compare.field)
+                others = [c for c in (spec.choices or []) if c != value] if spec else []
+                values[compare.field] = others[0] if others else f"{value}之外"
             else:
                 values[compare.field] = value
     return values
@@ -119,6 +123,48 @@ def _path_to_done(machine: TaskMachine, start: str) -> list[str] | None:
                 seen.add(t.dest)
                 queue.append((t.dest, [*path, t.trigger]))
     return None
+
+
+def path_to(definition: Definition, start: str, target: str) -> list[str] | None:
+    """The shortest list of project triggers from ``start`` to ``target`` (no ``*``, ``$previous`` or
+    system transitions), or None."""
+    queue: deque[tuple[str, list[str]]] = deque([(start, [])])
+    seen = {start}
+    while queue:
+        state, path = queue.popleft()
+        if state == target:
+            return path
+        for t in definition.transitions:
+            if ANY_STATE in t.source or t.dest == PREVIOUS_STATE or state not in t.source:
+                continue
+            if t.roles == [SYSTEM_ROLE] or t.dest in seen:
+                continue
+            seen.add(t.dest)
+            queue.append((t.dest, [*path, t.trigger]))
+    return None
+
+
+def advance_to(engine: Engine, project: ProjectInstance, target: str, now: datetime) -> None:
+    """Drive ``project`` forward to state ``target``, completing the items of each state it leaves."""
+    definition = engine.compiled(project.definition_key, project.definition_version).definition
+    fields = satisfying_fields(definition)
+    path = path_to(definition, project.state, target)
+    assert path is not None, f"{target} is not reachable from {project.state}"
+    for trigger in path:
+        _complete_open_tasks(engine, definition, project, now, Walk())
+        spec = next(t for t in definition.transitions if t.trigger == trigger and project.state in t.source)
+        data = {f: fields[f] for f in spec.accepts_fields if f in fields}
+        engine.fire(project, trigger, actor_for(spec.roles), now, data=data, comment="walker")
+
+
+def complete_task(engine: Engine, project: ProjectInstance, task_id: str, now: datetime) -> None:
+    """Drive one item along the shortest path to a ``done`` state of its machine."""
+    compiled = engine.compiled(project.definition_key, project.definition_version)
+    task = project.tasks[task_id]
+    item = compiled.items[(task.group, task.item)]
+    for trigger in _path_to_done(compiled.definition.machine(task.machine), task.state) or []:
+        spec = compiled.task_machines[task.machine].edges[task.state][trigger]
+        engine.fire_task(project, task_id, trigger, actor_for(spec.roles, item.department), now, comment="walker")
 
 
 def _forward_path(definition: Definition, start: str) -> list[str]:
