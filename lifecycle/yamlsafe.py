@@ -43,6 +43,11 @@ _STANDARD_TAGS = frozenset(
 
 YamlPath = tuple[str | int, ...]
 
+# libyaml's safe composer when PyYAML was built with it (the wheels are): the same node tree with the same
+# marks, about ten times faster than the pure-Python one. Both refuse nothing more than plain YAML here;
+# every safety check is ours, on the composed nodes.
+_SAFE_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass(frozen=True)
 class SourceMap:
@@ -121,7 +126,7 @@ def load_yaml_bytes(raw: bytes | str, name: str = "<input>") -> LoadedYaml:
         if len(text.encode("utf-8")) > MAX_FILE_BYTES:
             raise YamlProblems([_problem("yaml.too_large", Location(name, 1, 1, ()), size=len(text))])
     try:
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        documents = list(yaml.compose_all(text, Loader=_SAFE_LOADER))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
