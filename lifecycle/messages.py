@@ -56,8 +56,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "not_found": ("未找到{kind} {id}", "{kind} {id} not found"),
     "stale_version": (
         "{kind} {id} 已被他人修改（期望版本 {expected}，当前版本 {actual}），请刷新后重试",
-        "{kind} {id} was changed by someone else (expected version {expected}, current {actual}); "
-        "reload and try again",
+        "{kind} {id} was changed by someone else (expected version {expected}, current {actual}); reload and try again",
     ),
 }
 

@@ -108,9 +108,10 @@ def evaluate(condition: Condition, ctx: ConditionContext) -> list[Unmet]:
     """The unmet parts of one condition (empty when it holds)."""
     unmet = _EVALUATORS[condition.kind](condition.argument, ctx)
     if unmet and condition.title:
-        # The administrator's own wording replaces the generated message; the code stays.
-        zh = condition.title
-        en = condition.title_en or condition.title
+        # The administrator's own wording leads; the generated detail (which items, which value) follows, so
+        # the unit still sees everything it must do. The code stays.
+        zh = condition.title + "（" + "；".join(u.zh for u in unmet) + "）"
+        en = (condition.title_en or condition.title) + " (" + "; ".join(u.en for u in unmet) + ")"
         return [Unmet(unmet[0].code, zh, en, params=unmet[0].params)]
     return unmet
 
@@ -169,6 +170,8 @@ def _no_open_deficiency(scope: GroupScope, ctx: ConditionContext) -> list[Unmet]
         task = ctx.project.tasks.get(notice.task_id)
         if task is None or (scope.group is not None and task.group != scope.group):
             continue
+        if notice.submission < task.submission:
+            continue  # a resubmission is a new application: the old one's notice no longer binds anyone
         open_notices.append((notice, task))
     if not open_notices:
         return []
