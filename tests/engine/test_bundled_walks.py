@@ -67,34 +67,65 @@ def test_major_project_walks_all_eleven_steps(major: Engine) -> None:
     project, _ = major.start("major-project", 1, "WS-1", UNIT, clock.now)
     seen()
     # Step 1 → 2: the unit proposes; the dispatcher sends it back once (退回修改), then admits it.
-    major.fire(project, "propose_reserve", UNIT, clock.now,
-               data={"project_class": "康养文旅", "total_investment": "52000", "construction_background": "神女景区提升"})  # fmt: skip
+    major.fire(
+        project,
+        "propose_reserve",
+        UNIT,
+        clock.now,
+        data={"project_class": "康养文旅", "total_investment": "52000", "construction_background": "神女景区提升"},
+    )
     major.fire(project, "return_proposal", DISPATCHER, clock.now, comment="补充资金来源")
     assert project.state == "planning"
     major.fire(project, "propose_reserve", UNIT, clock.now)
     with pytest.raises(GateNotSatisfied) as refused:
         major.fire(project, "admit_reserve", DISPATCHER, clock.now, data={"reserve_quarter": "2026Q1"})
     assert [u.params.get("field_id") for u in refused.value.unmet] == [
-        "maturity_grade", "funding_match_grade", "conversion_grade",
-    ]  # fmt: skip
-    major.fire(project, "admit_reserve", DISPATCHER, clock.now,
-               data={"maturity_grade": "三级（待深化）", "funding_match_grade": "中", "conversion_grade": "中",
-                     "reserve_quarter": "2026Q1"})  # fmt: skip
+        "maturity_grade",
+        "funding_match_grade",
+        "conversion_grade",
+    ]
+    major.fire(
+        project,
+        "admit_reserve",
+        DISPATCHER,
+        clock.now,
+        data={
+            "maturity_grade": "三级（待深化）",
+            "funding_match_grade": "中",
+            "conversion_grade": "中",
+            "reserve_quarter": "2026Q1",
+        },
+    )
     seen()
     # Step 3: the annual plan; step 4: appraisal opens its parallel reviews.
-    major.fire(project, "include_in_plan", DISPATCHER, clock.now,
-               data={"plan_year": 2026, "annual_plan_amount": "12000", "planned_start": "2026-09-01"})  # fmt: skip
+    major.fire(
+        project,
+        "include_in_plan",
+        DISPATCHER,
+        clock.now,
+        data={"plan_year": 2026, "annual_plan_amount": "12000", "planned_start": "2026-09-01"},
+    )
     seen()
-    result = major.fire(project, "start_appraisal", UNIT, clock.now,
-                        data={"prep_ledger": ["file://ledger.xlsx"], "prep_roadmap": "三月编制可研，六月批复"})  # fmt: skip
+    result = major.fire(
+        project,
+        "start_appraisal",
+        UNIT,
+        clock.now,
+        data={"prep_ledger": ["file://ledger.xlsx"], "prep_roadmap": "三月编制可研，六月批复"},
+    )
     seen()
     appraisal = [t for t in result.tasks_opened if t.startswith("appraisal.")]
     assert len(appraisal) == len(definition.group("appraisal").items)
 
     # The gate 可研批复前 refused: every unmet condition, exactly.
     with pytest.raises(GateNotSatisfied) as refused:
-        major.fire(project, "approve_feasibility", DISPATCHER, clock.now,
-                   data={"fsr_approval_no": "巫发改投〔2026〕12号", "fsr_approved_on": "2026-05-20"})  # fmt: skip
+        major.fire(
+            project,
+            "approve_feasibility",
+            DISPATCHER,
+            clock.now,
+            data={"fsr_approval_no": "巫发改投〔2026〕12号", "fsr_approved_on": "2026-05-20"},
+        )
     assert refused.value.gate_title == "可研批复前"
     assert [u.code for u in refused.value.unmet] == ["condition.group_done", "condition.field_compare"]
     assert len(refused.value.unmet[0].params["item_ids"]) == len(appraisal)
@@ -103,8 +134,14 @@ def test_major_project_walks_all_eleven_steps(major: Engine) -> None:
     # 容缺受理 on the feasibility review: one notice for everything missing; cured in time.
     fsr = "appraisal.feasibility_study_review"
     major.fire_task(project, fsr, "submit", UNIT, clock.now)
-    result = major.fire_task(project, fsr, "accept_with_deficiencies", dept("ndrc"), clock.now,
-                             data={"missing": ["power_of_attorney", "electronic_copy"]})  # fmt: skip
+    result = major.fire_task(
+        project,
+        fsr,
+        "accept_with_deficiencies",
+        dept("ndrc"),
+        clock.now,
+        data={"missing": ["power_of_attorney", "electronic_copy"]},
+    )
     [notice] = result.notices_opened
     with pytest.raises(GateNotSatisfied):
         major.fire(project, "approve_feasibility", DISPATCHER, clock.now)
@@ -117,8 +154,14 @@ def test_major_project_walks_all_eleven_steps(major: Engine) -> None:
     # afresh and may get its own notice.
     presite = "appraisal.land_presite"
     major.fire_task(project, presite, "submit", UNIT, clock.now)
-    major.fire_task(project, presite, "accept_with_deficiencies", dept("planning_resources"), clock.now,
-                    data={"missing": ["power_of_attorney"]})  # fmt: skip
+    major.fire_task(
+        project,
+        presite,
+        "accept_with_deficiencies",
+        dept("planning_resources"),
+        clock.now,
+        data={"missing": ["power_of_attorney"]},
+    )
     [cure] = [d for d in project.open_deadlines() if d.subject_id == f"{presite}#n1" and d.clock == "cure"]
     major.expire(project, cure.id, cure.due_at)
     assert project.tasks[presite].state == "suspended"
@@ -137,12 +180,25 @@ def test_major_project_walks_all_eleven_steps(major: Engine) -> None:
 
     # Still refused: the maturity grade is 三级. The dispatcher regrades it with the approval itself.
     with pytest.raises(GateNotSatisfied) as refused:
-        major.fire(project, "approve_feasibility", DISPATCHER, clock.now,
-                   data={"fsr_approval_no": "巫发改投〔2026〕12号", "fsr_approved_on": "2026-05-20"})  # fmt: skip
+        major.fire(
+            project,
+            "approve_feasibility",
+            DISPATCHER,
+            clock.now,
+            data={"fsr_approval_no": "巫发改投〔2026〕12号", "fsr_approved_on": "2026-05-20"},
+        )
     assert [u.code for u in refused.value.unmet] == ["condition.field_compare"]
-    result = major.fire(project, "approve_feasibility", DISPATCHER, clock.now,
-                        data={"fsr_approval_no": "巫发改投〔2026〕12号", "fsr_approved_on": "2026-05-20",
-                              "maturity_grade": "一级（成熟）"})  # fmt: skip
+    result = major.fire(
+        project,
+        "approve_feasibility",
+        DISPATCHER,
+        clock.now,
+        data={
+            "fsr_approval_no": "巫发改投〔2026〕12号",
+            "fsr_approved_on": "2026-05-20",
+            "maturity_grade": "一级（成熟）",
+        },
+    )
     seen()
     # Steps 5–6: the permitting and special approvals open together, in parallel.
     assert {t.split(".")[0] for t in result.tasks_opened} == {"permitting", "special_approvals"}
@@ -151,13 +207,24 @@ def test_major_project_walks_all_eleven_steps(major: Engine) -> None:
             task = project.tasks[task_id]
             major.fire_task(project, task_id, "submit", UNIT, clock.now)
             major.fire_task(project, task_id, "accept", dept("housing_construction"), clock.now)
-            major.fire_task(project, task_id, "approve_on_commitment", dept("housing_construction"), clock.now,
-                            data={"text": "开工前完成施工合同备案"})  # fmt: skip
+            major.fire_task(
+                project,
+                task_id,
+                "approve_on_commitment",
+                dept("housing_construction"),
+                clock.now,
+                data={"text": "开工前完成施工合同备案"},
+            )
             assert task.state == "approved"
         else:
             approve(major, project, task_id, clock.now)
-    major.fire(project, "complete_permitting", UNIT, clock.now,
-               data={"construction_permit_no": "500237202606010101", "construction_permit_issued_on": "2026-06-01"})  # fmt: skip
+    major.fire(
+        project,
+        "complete_permitting",
+        UNIT,
+        clock.now,
+        data={"construction_permit_no": "500237202606010101", "construction_permit_issued_on": "2026-06-01"},
+    )
 
     # 暂缓 and resume: back where it was held.
     held = project.state
@@ -183,21 +250,35 @@ def test_major_project_walks_all_eleven_steps(major: Engine) -> None:
         major.fire_task(project, task_id, "apply", UNIT, clock.now)
         major.fire_task(project, task_id, "accept", dept(department), clock.now)
         major.fire_task(project, task_id, "pass_inspection", dept(department), clock.now)
-    acceptance = {"acceptance_passed_on": "2026-12-20", "custodian": "巫山县文旅集团",
-                  "custody_principle": "谁使用、谁管护"}  # fmt: skip
+    acceptance = {
+        "acceptance_passed_on": "2026-12-20",
+        "custodian": "巫山县文旅集团",
+        "custody_principle": "谁使用、谁管护",
+    }
     with pytest.raises(GateNotSatisfied) as refused:
         major.fire(project, "pass_acceptance", dept("housing_construction"), clock.now, data=acceptance)
     assert [u.code for u in refused.value.unmet] == ["condition.commitments_verified"]
-    major.fire_task(project, "permitting.construction_permit", "verify_commitment", dept("housing_construction"),
-                    clock.now)  # fmt: skip
+    major.fire_task(
+        project, "permitting.construction_permit", "verify_commitment", dept("housing_construction"), clock.now
+    )
     major.fire(project, "pass_acceptance", dept("housing_construction"), clock.now, data=acceptance)
     seen()
     # Steps 10–11: operation, then the performance evaluation.
     major.fire(project, "start_evaluation", UNIT, clock.now, data={"operation_started_on": "2027-01-05"})
     seen()
-    major.fire(project, "submit_evaluation", UNIT, clock.now,
-               data={"investment_intensity": "180", "capacity_realisation_rate": "85", "tax_contribution_rate": "92",
-                     "jobs_created": 120, "evaluation_report": ["file://eval.pdf"]})  # fmt: skip
+    major.fire(
+        project,
+        "submit_evaluation",
+        UNIT,
+        clock.now,
+        data={
+            "investment_intensity": "180",
+            "capacity_realisation_rate": "85",
+            "tax_contribution_rate": "92",
+            "jobs_created": 120,
+            "evaluation_report": ["file://eval.pdf"],
+        },
+    )
     with pytest.raises(RoleRefused):
         major.fire(project, "accept_evaluation", UNIT, clock.now, data={"evaluation_conclusion": "良好"})
     major.fire(project, "accept_evaluation", DISPATCHER, clock.now, data={"evaluation_conclusion": "良好"})
@@ -221,15 +302,38 @@ def test_investment_attraction_through_approval() -> None:
     # 亩均税收 ≥8 万元/亩), naming both, besides the pre-review items still open.
     centre = Actor("centre", frozenset({"investment_centre"}), "investment_promotion")
     fresh, _ = engine.start(definition.key, 1, "ZS-2", centre, local(2026, 3, 2))
-    engine.fire(fresh, "shortlist", centre, local(2026, 3, 2),
-                data={"enterprise_name": "重庆某文旅公司", "industry_chain": "康养文旅集群"})  # fmt: skip
-    engine.fire(fresh, "start_pre_review", centre, local(2026, 3, 2),
-                data={"target_assessment": "资信良好", "total_investment": "30000", "land_area_mu": "120",
-                      "committed_investment_intensity": "140", "committed_tax_per_mu": "7.5"})  # fmt: skip
+    engine.fire(
+        fresh,
+        "shortlist",
+        centre,
+        local(2026, 3, 2),
+        data={"enterprise_name": "重庆某文旅公司", "industry_chain": "康养文旅集群"},
+    )
+    engine.fire(
+        fresh,
+        "start_pre_review",
+        centre,
+        local(2026, 3, 2),
+        data={
+            "target_assessment": "资信良好",
+            "total_investment": "30000",
+            "land_area_mu": "120",
+            "committed_investment_intensity": "140",
+            "committed_tax_per_mu": "7.5",
+        },
+    )
     with pytest.raises(GateNotSatisfied) as refused:
-        engine.fire(fresh, "sign_agreement", centre, local(2026, 3, 2),
-                    data={"agreement_no": "巫招〔2026〕3号", "agreement_signed_on": "2026-03-02",
-                          "planned_start": "2026-06-01"})  # fmt: skip
+        engine.fire(
+            fresh,
+            "sign_agreement",
+            centre,
+            local(2026, 3, 2),
+            data={
+                "agreement_no": "巫招〔2026〕3号",
+                "agreement_signed_on": "2026-03-02",
+                "planned_start": "2026-06-01",
+            },
+        )
     unmet = refused.value.unmet
     assert [u.code for u in unmet] == ["condition.group_done", "condition.field_compare", "condition.field_compare"]
     assert [u.params["field_id"] for u in unmet[1:]] == ["committed_investment_intensity", "committed_tax_per_mu"]
