@@ -233,3 +233,23 @@ class StaleVersion(LifecycleError):
 
     def params(self) -> dict[str, Any]:
         return {"kind": self.kind, "id": self.ident, "expected": self.expected, "actual": self.actual}
+
+
+class Forbidden(LifecycleError):
+    """Raised by services when the caller may see an object but not change it in this way (a department
+    updating a project's header, a viewer creating a project, a unit acting for another unit…).
+
+    ``action`` names what was refused (``update``, ``create``, ``fire``…). Its messages are registered by
+    :mod:`lifecycle.services.authz`, the module that raises it.
+    """
+
+    code = "forbidden"
+
+    def __init__(self, kind: str, ident: str, action: str) -> None:
+        self.kind = kind
+        self.ident = ident
+        self.action = action
+        super().__init__(str(self))
+
+    def params(self) -> dict[str, Any]:
+        return {"kind": self.kind, "id": self.ident, "action": self.action}

@@ -1,0 +1,122 @@
+"""The database handle: an async SQLAlchemy engine, its sessions, and the per-dialect settings that make
+transactions behave.
+
+SQLite (the embedded default):
+
+* WAL journal, so readers never wait for the writer and the writer never waits for readers;
+* ``foreign_keys=ON`` (SQLite leaves it off per connection unless asked);
+* ``busy_timeout``: a second writer waits for the lock instead of failing at once;
+* every write transaction starts with ``BEGIN IMMEDIATE``. With the default deferred ``BEGIN`` two
+  transactions may both read and then both try to upgrade to the write lock; one of them then fails with
+  "database is locked" whatever the timeout. Taking the write lock at ``BEGIN`` makes writers queue instead.
+  The driver's own transaction handling is switched off and SQLAlchemy's ``begin`` event emits the
+  ``BEGIN`` (the recipe in SQLAlchemy's SQLite documentation; for aiosqlite the events go on
+  ``engine.sync_engine``). Read-only sessions (:meth:`Database.reader`) use a plain deferred ``BEGIN``
+  (a snapshot that takes no write lock) with ``query_only`` on.
+
+PostgreSQL: a connection pool sized by the caller. Writers run at the default READ COMMITTED and lock a
+project's row with ``SELECT … FOR UPDATE`` (writers of different projects never wait on each other); once
+the lock is granted, every later statement of the transaction sees what the previous holder committed.
+Readers run ``REPEATABLE READ READ ONLY``: all their statements see one snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from lifecycle.settings import async_database_url
+
+_READ_ONLY = "lifecycle_read_only"
+"""Execution option marking a connection whose transactions only read (deferred ``BEGIN`` on SQLite)."""
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long an SQLite writer waits for the write lock before giving up."""
+
+
+class Database:
+    """An open database: the async engine and two session factories (writer and reader).
+
+    Use :meth:`transaction` for a unit of work that writes (one transaction, committed once at the end,
+    rolled back on any exception) and :meth:`reader` for one that only reads.
+
+    Attributes:
+        url: the async URL (``sqlite+aiosqlite://…`` or ``postgresql+asyncpg://…``).
+        dialect: ``"sqlite"`` or ``"postgresql"``.
+        engine: the SQLAlchemy :class:`AsyncEngine`.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10, echo: bool = False) -> None:
+        self.url = async_database_url(url)
+        options: dict[str, Any] = {"echo": echo}
+        if self.url.startswith("sqlite"):
+            # sqlite3's own wait, in seconds; the PRAGMA below says the same for clarity.
+            options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        else:
+            options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        self.dialect: Literal["sqlite", "postgresql"] = (
+            "sqlite" if self.engine.dialect.name == "sqlite" else "postgresql"
+        )
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine)
+        self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        reading: dict[str, Any] = {_READ_ONLY: True}
+        if self.dialect == "postgresql":
+            # One snapshot for every statement of a read (a project and its tasks agree), and no writes.
+            reading.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        self._reader = async_sessionmaker(
+            self.engine.execution_options(**reading), expire_on_commit=False, autoflush=False
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one write transaction: committed when the block ends, rolled back if it raises."""
+        async with self._writer() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A session in one read-only transaction: one consistent snapshot (SQLite's deferred transaction in
+        WAL mode; PostgreSQL ``REPEATABLE READ READ ONLY``), in which any write fails."""
+        # The session begins on its first statement and rolls back when closed: nothing was written.
+        async with self._reader() as session:
+            yield session
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Stop the driver from issuing BEGIN (and COMMIT before DDL) itself: the begin event does it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # In WAL mode NORMAL is durable against application crashes and much faster than FULL.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        # query_only makes a reader's accidental write fail, as PostgreSQL's read-only transactions do.
+        connection.exec_driver_sql(f"PRAGMA query_only={int(bool(read_only))}")
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

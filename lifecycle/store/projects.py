@@ -1,0 +1,712 @@
+"""Projects and the aggregate each one owns: tasks, deficiency notices, commitments and deadlines.
+
+The aggregate is read into the engine's dataclasses (:mod:`lifecycle.engine.instance`) and written back
+from a :class:`~lifecycle.engine.instance.FireResult`: exactly the rows the engine says it opened, changed
+or closed, plus the project row (state, fields, held-from state, version, derived phase and steps).
+
+Locking. :meth:`ProjectRepository.lock` reads the project row with ``SELECT … FOR UPDATE`` on PostgreSQL,
+so writers of one project queue on its row while writers of other projects go on in parallel. On SQLite the
+write transaction already holds the database's write lock (``BEGIN IMMEDIATE``, see :mod:`.db`), and
+``FOR UPDATE`` is not rendered. The project update is also guarded by the version read under the lock.
+
+Project field values are stored as JSON (``lifecycle.engine.fields.to_json``: money as a decimal string,
+dates as ISO text) and read back typed with the definition's field specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    delete,
+    exists,
+    false,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lifecycle.engine import fields as field_values
+from lifecycle.engine.instance import (
+    Commitment,
+    Deadline,
+    DeficiencyNotice,
+    FireResult,
+    Pause,
+    ProjectInstance,
+    Task,
+)
+from lifecycle.errors import StaleVersion
+from lifecycle.spec.models import Definition
+
+from .models import commitments, deadlines, deficiency_notices, project_steps, projects, tasks
+from .types import UTCDateTime
+
+GENESIS_HASH = "0" * 64
+"""The ``prev_hash`` of a project's first event (and the chain head of a project without events)."""
+
+MIRRORED_FIELDS = ("total_investment", "planned_start", "planned_end")
+"""Header columns that follow the project field of the same name when the definition declares one, so that
+a gate or clock reading the field and a list filtering on the column see the same value."""
+
+DefinitionFor = Callable[[str, int], Awaitable[Definition]]
+"""How a repository obtains the definition (key, version) a project runs on."""
+
+
+@dataclass(frozen=True)
+class ProjectHeader:
+    """The descriptive columns of a new project (项目基本信息).
+
+    Attributes:
+        code: 项目代码 from the national online approval platform (24 characters), once assigned.
+        source_category: 项目范围 (规划项目 / 年度重大助推项目 / 国家新增专项 / 招商引资签约项目).
+        lead_leader: 牵头县领导. lead_unit: 牵头责任单位. implementing_unit: 项目实施单位 (业主).
+        total_investment: 总投资, 万元.
+    """
+
+    name: str
+    source_category: str
+    lead_unit: str
+    created_by: str
+    code: str | None = None
+    lead_leader: str | None = None
+    implementing_unit: str | None = None
+    township: str | None = None
+    total_investment: Decimal | None = None
+    planned_start: date | None = None
+    planned_end: date | None = None
+
+
+HEADER_COLUMNS = (
+    "code",
+    "name",
+    "source_category",
+    "lead_leader",
+    "lead_unit",
+    "implementing_unit",
+    "township",
+    "total_investment",
+    "planned_start",
+    "planned_end",
+)
+"""The header columns a caller may change after creation."""
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    """A project row as stored (fields as JSON), read without its aggregate."""
+
+    id: str
+    code: str | None
+    name: str
+    definition_key: str
+    definition_version: int
+    state: str
+    phase: str | None
+    source_category: str
+    lead_leader: str | None
+    lead_unit: str
+    implementing_unit: str | None
+    township: str | None
+    total_investment: Decimal | None
+    planned_start: date | None
+    planned_end: date | None
+    fields: dict[str, Any]
+    held_from: str | None
+    light: str | None
+    version: int
+    event_seq: int
+    event_hash: str
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+
+
+_RECORD_COLUMNS = tuple(f.name for f in fields(ProjectRecord))
+
+
+def _project(row: Any) -> ProjectRecord:
+    values = {name: getattr(row, name) for name in _RECORD_COLUMNS}
+    values["fields"] = dict(values["fields"] or {})
+    return ProjectRecord(**values)
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """Which projects a caller may see, as the store understands it (the services decide it from roles).
+
+    Attributes:
+        everything: county-wide callers see every project.
+        units: projects whose lead unit or implementing unit is one of these are visible.
+        departments: projects with an item assigned to one of these departments are visible.
+    """
+
+    everything: bool = False
+    units: frozenset[str] = frozenset()
+    departments: frozenset[str] = frozenset()
+
+    def clause(self) -> ColumnElement[bool]:
+        """The SQL condition on ``projects`` for this visibility."""
+        if self.everything:
+            return true()
+        parts: list[ColumnElement[bool]] = []
+        if self.units:
+            parts.append(projects.c.lead_unit.in_(sorted(self.units)))
+            parts.append(projects.c.implementing_unit.in_(sorted(self.units)))
+        if self.departments:
+            parts.append(
+                exists().where(tasks.c.project_id == projects.c.id, tasks.c.department.in_(sorted(self.departments)))
+            )
+        return or_(*parts) if parts else false()
+
+
+@dataclass(frozen=True)
+class ProjectQuery:
+    """Filters for listing projects; None means "any".
+
+    Attributes:
+        unit: lead unit or implementing unit.
+        leader: lead county leader.
+        overdue: True — has an open deadline due before ``now``; False — has none.
+        q: text contained in the name or the code.
+    """
+
+    state: str | None = None
+    phase: str | None = None
+    step: int | None = None
+    unit: str | None = None
+    leader: str | None = None
+    overdue: bool | None = None
+    definition_key: str | None = None
+    light: str | None = None
+    q: str | None = None
+    now: datetime | None = None
+
+
+def _filters(query: ProjectQuery) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    c = projects.c
+    for name in ("state", "phase", "definition_key", "light"):
+        value = getattr(query, name)
+        if value is not None:
+            where.append(c[name] == value)
+    if query.leader is not None:
+        where.append(c.lead_leader == query.leader)
+    if query.unit is not None:
+        where.append(or_(c.lead_unit == query.unit, c.implementing_unit == query.unit))
+    if query.step is not None:
+        where.append(exists().where(project_steps.c.project_id == c.id, project_steps.c.step == query.step))
+    if query.overdue is not None:
+        if query.now is None:
+            raise ValueError("the overdue filter needs now")
+        overdue = exists().where(
+            deadlines.c.project_id == c.id, deadlines.c.closed_at.is_(None), deadlines.c.due_at < query.now
+        )
+        where.append(overdue if query.overdue else ~overdue)
+    if query.q:
+        where.append(or_(c.name.icontains(query.q, autoescape=True), c.code.icontains(query.q, autoescape=True)))
+    return where
+
+
+# --- rows <-> engine dataclasses ------------------------------------------------------------------------------
+
+
+def _task_values(project_id: str, task: Task, department: str | None) -> dict[str, Any]:
+    return {
+        "project_id": project_id,
+        "id": task.id,
+        "group_id": task.group,
+        "item_id": task.item,
+        "machine": task.machine,
+        "department": department,
+        "state": task.state,
+        "submission": task.submission,
+        "opened_at": task.opened_at,
+        "closed_at": task.closed_at,
+        "data": _json_dict(task.data),
+        "version": task.version,
+    }
+
+
+def _task(row: Any) -> Task:
+    return Task(
+        id=row.id,
+        group=row.group_id,
+        item=row.item_id,
+        machine=row.machine,
+        state=row.state,
+        opened_at=row.opened_at,
+        submission=row.submission,
+        closed_at=row.closed_at,
+        data=dict(row.data or {}),
+        version=row.version,
+    )
+
+
+def _notice_values(project_id: str, notice: DeficiencyNotice) -> dict[str, Any]:
+    return {
+        "project_id": project_id,
+        "id": notice.id,
+        "task_id": notice.task_id,
+        "submission": notice.submission,
+        "machine": notice.machine,
+        "state": notice.state,
+        "missing": list(notice.missing),
+        "cure_date": notice.cure_date,
+        "issued_at": notice.issued_at,
+        "issued_by": notice.issued_by,
+        "closed_at": notice.closed_at,
+        "version": notice.version,
+    }
+
+
+def _notice(row: Any) -> DeficiencyNotice:
+    return DeficiencyNotice(
+        id=row.id,
+        task_id=row.task_id,
+        submission=row.submission,
+        machine=row.machine,
+        state=row.state,
+        missing=list(row.missing),
+        cure_date=row.cure_date,
+        issued_at=row.issued_at,
+        issued_by=row.issued_by,
+        closed_at=row.closed_at,
+        version=row.version,
+    )
+
+
+def _commitment_values(project_id: str, commitment: Commitment) -> dict[str, Any]:
+    return {
+        "project_id": project_id,
+        "id": commitment.id,
+        "task_id": commitment.task_id,
+        "text": commitment.text,
+        "state": commitment.state,
+        "recorded_at": commitment.recorded_at,
+        "recorded_by": commitment.recorded_by,
+        "due_date": commitment.due_date,
+        "verified_at": commitment.verified_at,
+        "verified_by": commitment.verified_by,
+        "note": commitment.note,
+    }
+
+
+def _commitment(row: Any) -> Commitment:
+    return Commitment(
+        id=row.id,
+        task_id=row.task_id,
+        text=row.text,
+        recorded_at=row.recorded_at,
+        recorded_by=row.recorded_by,
+        state=row.state,
+        due_date=row.due_date,
+        verified_at=row.verified_at,
+        verified_by=row.verified_by,
+        note=row.note,
+    )
+
+
+def _deadline_values(project_id: str, deadline: Deadline) -> dict[str, Any]:
+    return {
+        "project_id": project_id,
+        "id": deadline.id,
+        "subject_kind": deadline.subject_kind,
+        "subject_id": deadline.subject_id,
+        "clock": deadline.clock,
+        "title": deadline.title,
+        "started_on": deadline.started_on,
+        "due_date": deadline.due_date,
+        "due_at": deadline.due_at,
+        "estimated": deadline.estimated,
+        "ladder": deadline.ladder,
+        "on_expiry": deadline.on_expiry,
+        "pauses": [
+            {"start": p.start.isoformat(), "end": p.end.isoformat() if p.end else None} for p in deadline.pauses
+        ],
+        "closed_at": deadline.closed_at,
+        "level": deadline.level,
+        "fired_at": deadline.fired_at,
+    }
+
+
+def deadline_from_row(row: Any) -> Deadline:
+    """A deadline row as the engine's :class:`~lifecycle.engine.instance.Deadline`."""
+    return Deadline(
+        id=row.id,
+        subject_kind=row.subject_kind,
+        subject_id=row.subject_id,
+        clock=row.clock,
+        title=row.title,
+        started_on=row.started_on,
+        due_date=row.due_date,
+        due_at=row.due_at,
+        estimated=row.estimated,
+        ladder=row.ladder,
+        on_expiry=row.on_expiry,
+        pauses=[
+            Pause(start=date.fromisoformat(p["start"]), end=date.fromisoformat(p["end"]) if p["end"] else None)
+            for p in row.pauses or []
+        ],
+        closed_at=row.closed_at,
+        level=row.level,
+        fired_at=row.fired_at,
+    )
+
+
+def _json_dict(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: field_values.to_json(value) for name, value in values.items()}
+
+
+def fields_from_json(definition: Definition, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored JSON field values, typed by the definition's field specs (``Decimal``, ``date``…).
+
+    A value that no longer fits its spec (which a published, immutable definition should make impossible)
+    is kept as stored rather than lost.
+    """
+    specs = definition.lookup("fields")
+    out: dict[str, Any] = {}
+    for name, value in stored.items():
+        spec = specs.get(name)
+        if spec is None:
+            out[name] = value
+            continue
+        typed, problem = field_values.coerce(spec, value, ("fields", name))
+        out[name] = value if problem is not None else typed
+    return out
+
+
+def _derived(definition: Definition, state_id: str) -> tuple[str | None, list[int]]:
+    state = definition.lookup("states").get(state_id)
+    if state is None:
+        return None, []
+    return state.phase, sorted(set(state.steps))
+
+
+def _department(definition: Definition, task: Task) -> str | None:
+    group = definition.lookup("task_groups").get(task.group)
+    if group is None:
+        return None
+    return next((item.department for item in group.items if item.id == task.item), None)
+
+
+def _mirrored(instance: ProjectInstance) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in MIRRORED_FIELDS:
+        if name not in instance.fields:
+            continue
+        value = instance.fields[name]
+        # Only a value of the column's own type is mirrored: a definition may declare a field of the same
+        # name with another type, and then the column is simply not tied to it.
+        wanted = Decimal if name == "total_investment" else date
+        if value is None or isinstance(value, wanted):
+            out[name] = value
+    return out
+
+
+class ProjectRepository:
+    """Projects and their aggregates within the session's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def _select(self) -> Select[Any]:
+        return select(*(projects.c[name] for name in _RECORD_COLUMNS))
+
+    async def get(self, project_id: str) -> ProjectRecord | None:
+        """The project row ``project_id`` without locking it, or None."""
+        row = (await self.session.execute(self._select().where(projects.c.id == project_id))).first()
+        return _project(row) if row else None
+
+    async def lock(self, project_id: str) -> ProjectRecord | None:
+        """The project row, locked for the rest of the transaction (``FOR UPDATE`` on PostgreSQL), or None."""
+        statement = self._select().where(projects.c.id == project_id).with_for_update()
+        row = (await self.session.execute(statement)).first()
+        return _project(row) if row else None
+
+    async def is_visible(self, project_id: str, visibility: Visibility) -> bool:
+        """Whether the project exists and ``visibility`` lets its holder see it."""
+        found = await self.session.scalar(select(projects.c.id).where(projects.c.id == project_id, visibility.clause()))
+        return found is not None
+
+    async def code_taken(self, code: str, *, other_than: str | None = None) -> bool:
+        """Whether another project already has 项目代码 ``code``."""
+        query = select(projects.c.id).where(projects.c.code == code)
+        if other_than is not None:
+            query = query.where(projects.c.id != other_than)
+        return (await self.session.scalar(query.limit(1))) is not None
+
+    async def instance(self, record: ProjectRecord, definition: Definition) -> ProjectInstance:
+        """The whole aggregate of ``record`` as the engine's :class:`ProjectInstance`."""
+        project_id = record.id
+        task_rows = await self.session.execute(
+            select(tasks).where(tasks.c.project_id == project_id).order_by(tasks.c.opened_at, tasks.c.id)
+        )
+        notice_rows = await self.session.execute(
+            select(deficiency_notices)
+            .where(deficiency_notices.c.project_id == project_id)
+            .order_by(deficiency_notices.c.issued_at, deficiency_notices.c.id)
+        )
+        commitment_rows = await self.session.execute(
+            select(commitments)
+            .where(commitments.c.project_id == project_id)
+            .order_by(commitments.c.recorded_at, commitments.c.id)
+        )
+        deadline_rows = await self.session.execute(
+            select(deadlines)
+            .where(deadlines.c.project_id == project_id)
+            .order_by(deadlines.c.started_on, deadlines.c.id)
+        )
+        return ProjectInstance(
+            id=project_id,
+            definition_key=record.definition_key,
+            definition_version=record.definition_version,
+            state=record.state,
+            fields=fields_from_json(definition, record.fields),
+            held_from=record.held_from,
+            tasks={t.id: t for t in map(_task, task_rows)},
+            notices={n.id: n for n in map(_notice, notice_rows)},
+            commitments={c.id: c for c in map(_commitment, commitment_rows)},
+            deadlines={d.id: d for d in map(deadline_from_row, deadline_rows)},
+            version=record.version,
+        )
+
+    async def load(
+        self, project_id: str, definition_for: DefinitionFor
+    ) -> tuple[ProjectRecord, ProjectInstance] | None:
+        """The project and its aggregate, unlocked (for reading), or None."""
+        record = await self.get(project_id)
+        if record is None:
+            return None
+        definition = await definition_for(record.definition_key, record.definition_version)
+        return record, await self.instance(record, definition)
+
+    async def load_for_update(
+        self, project_id: str, definition_for: DefinitionFor
+    ) -> tuple[ProjectRecord, ProjectInstance] | None:
+        """The project, locked (see :meth:`lock`), and its aggregate, or None."""
+        record = await self.lock(project_id)
+        if record is None:
+            return None
+        definition = await definition_for(record.definition_key, record.definition_version)
+        return record, await self.instance(record, definition)
+
+    async def departments(self, project_id: str) -> set[str]:
+        """The departments the project's items are assigned to."""
+        rows = await self.session.execute(
+            select(tasks.c.department).where(tasks.c.project_id == project_id, tasks.c.department.is_not(None))
+        )
+        return {row.department for row in rows}
+
+    async def list(
+        self,
+        query: ProjectQuery,
+        visibility: Visibility,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> tuple[list[ProjectRecord], bool]:
+        """Visible projects matching ``query`` in (created_at, id) order, starting after the key ``after``;
+        and whether more follow."""
+        statement = self._select().where(visibility.clause(), *_filters(query))
+        if after is not None:
+            created_at, project_id = after
+            key = tuple_(literal(created_at, UTCDateTime()), literal(project_id, String()))
+            statement = statement.where(tuple_(projects.c.created_at, projects.c.id) > key)
+        statement = statement.order_by(projects.c.created_at, projects.c.id).limit(limit + 1)
+        rows = [_project(row) for row in await self.session.execute(statement)]
+        return rows[:limit], len(rows) > limit
+
+    # --- writing ----------------------------------------------------------------------------------------
+
+    async def insert(
+        self,
+        header: ProjectHeader,
+        instance: ProjectInstance,
+        definition: Definition,
+        now: datetime,
+    ) -> ProjectRecord:
+        """Store a new project (as :meth:`lifecycle.engine.core.Engine.start` made it) with its whole
+        aggregate."""
+        phase, steps = _derived(definition, instance.state)
+        values: dict[str, Any] = {
+            **{name: getattr(header, name) for name in HEADER_COLUMNS},
+            **_mirrored(instance),
+            "id": instance.id,
+            "definition_key": instance.definition_key,
+            "definition_version": instance.definition_version,
+            "state": instance.state,
+            "phase": phase,
+            "fields": _json_dict(instance.fields),
+            "held_from": instance.held_from,
+            "light": None,
+            "version": instance.version,
+            "event_seq": 0,
+            "event_hash": GENESIS_HASH,
+            "created_at": now,
+            "created_by": header.created_by,
+            "updated_at": now,
+        }
+        await self.session.execute(projects.insert().values(**values))
+        await self._write_steps(instance.id, steps)
+        await self._insert_children(
+            instance,
+            definition,
+            task_ids=instance.tasks,
+            notice_ids=instance.notices,
+            commitment_ids=instance.commitments,
+            deadline_ids=instance.deadlines,
+        )
+        return _project_from_values(values)
+
+    async def save(
+        self,
+        record: ProjectRecord,
+        instance: ProjectInstance,
+        result: FireResult,
+        definition: Definition,
+        now: datetime,
+        *,
+        header: Mapping[str, Any] | None = None,
+    ) -> ProjectRecord:
+        """Write what one engine call changed: exactly the tasks, notices, commitments and deadlines
+        ``result`` lists, and the project row (state, fields, held-from, version, phase, steps, header
+        ``header`` changes, ``updated_at``). Returns the project row as now stored.
+
+        Raises:
+            StaleVersion: the row's version is no longer the one ``record`` was read with (it was changed
+                outside this transaction's lock — never the case when the caller locked it).
+        """
+        phase, steps = _derived(definition, instance.state)
+        values: dict[str, Any] = {
+            **dict(header or {}),
+            **_mirrored(instance),
+            "state": instance.state,
+            "phase": phase,
+            "fields": _json_dict(instance.fields),
+            "held_from": instance.held_from,
+            "version": instance.version,
+            "updated_at": now,
+        }
+        unknown = set(header or {}) - set(HEADER_COLUMNS)
+        if unknown:
+            raise ValueError(f"not header columns: {sorted(unknown)}")
+        updated = await self.session.execute(
+            update(projects)
+            .where(projects.c.id == record.id, projects.c.version == record.version)
+            .values(**values)
+            .returning(projects.c.id)
+        )
+        if updated.first() is None:
+            current = await self.session.scalar(select(projects.c.version).where(projects.c.id == record.id))
+            raise StaleVersion("project", record.id, str(record.version), str(current))
+        if record.state != instance.state:
+            await self._write_steps(record.id, steps, replace_existing=True)
+
+        opened_tasks, opened_notices = set(result.tasks_opened), set(result.notices_opened)
+        opened_deadlines = set(result.deadlines_opened)
+        # The engine reports recorded and verified commitments alike: which are new is the store's question.
+        stored_commitments = await self._existing(commitments, record.id, result.commitments_changed)
+        new_commitments = [cid for cid in _ordered(result.commitments_changed) if cid not in stored_commitments]
+        await self._insert_children(
+            instance,
+            definition,
+            task_ids=_ordered(result.tasks_opened),
+            notice_ids=_ordered(result.notices_opened),
+            commitment_ids=new_commitments,
+            deadline_ids=_ordered(result.deadlines_opened),
+        )
+        pid = record.id
+        for task_id in _ordered(result.tasks_changed):
+            if task_id not in opened_tasks:
+                # The department was fixed when the task opened; the row keeps it.
+                values_of_task = _task_values(pid, instance.tasks[task_id], None)
+                await self._update(tasks, pid, task_id, values_of_task, skip=("department",))
+        for notice_id in _ordered(result.notices_changed):
+            if notice_id not in opened_notices:
+                await self._update(deficiency_notices, pid, notice_id, _notice_values(pid, instance.notices[notice_id]))
+        for commitment_id in _ordered(result.commitments_changed):
+            if commitment_id in stored_commitments:
+                commitment = instance.commitments[commitment_id]
+                await self._update(commitments, pid, commitment_id, _commitment_values(pid, commitment))
+        # A deadline opened and closed by the same call was inserted in its final form above.
+        for deadline_id in _ordered([*result.deadlines_changed, *result.deadlines_closed]):
+            if deadline_id not in opened_deadlines:
+                deadline = instance.deadlines[deadline_id]
+                await self._update(deadlines, pid, deadline_id, _deadline_values(pid, deadline))
+        return replace(record, **values)
+
+    async def set_light(self, project_id: str, light: str | None) -> None:
+        """Store the project's traffic light (红黄绿灯), computed elsewhere."""
+        await self.session.execute(update(projects).where(projects.c.id == project_id).values(light=light))
+
+    # --- internals --------------------------------------------------------------------------------------
+
+    async def _write_steps(self, project_id: str, steps: Sequence[int], *, replace_existing: bool = False) -> None:
+        if replace_existing:
+            await self.session.execute(delete(project_steps).where(project_steps.c.project_id == project_id))
+        if steps:
+            await self.session.execute(
+                project_steps.insert(), [{"project_id": project_id, "step": step} for step in steps]
+            )
+
+    async def _insert_children(
+        self,
+        instance: ProjectInstance,
+        definition: Definition,
+        *,
+        task_ids: Iterable[str],
+        notice_ids: Iterable[str],
+        commitment_ids: Iterable[str],
+        deadline_ids: Iterable[str],
+    ) -> None:
+        # Tasks first: notices and commitments refer to them.
+        pid = instance.id
+        new_tasks = [instance.tasks[i] for i in task_ids]
+        batches = (
+            (tasks, [_task_values(pid, task, _department(definition, task)) for task in new_tasks]),
+            (deficiency_notices, [_notice_values(pid, instance.notices[i]) for i in notice_ids]),
+            (commitments, [_commitment_values(pid, instance.commitments[i]) for i in commitment_ids]),
+            (deadlines, [_deadline_values(pid, instance.deadlines[i]) for i in deadline_ids]),
+        )
+        for table, rows in batches:
+            if rows:
+                await self.session.execute(table.insert(), rows)
+
+    async def _update(
+        self, table: Any, project_id: str, row_id: str, values: dict[str, Any], skip: tuple[str, ...] = ()
+    ) -> None:
+        changes = {k: v for k, v in values.items() if k not in ("project_id", "id", *skip)}
+        await self.session.execute(
+            update(table).where(and_(table.c.project_id == project_id, table.c.id == row_id)).values(**changes)
+        )
+
+    async def _existing(self, table: Any, project_id: str, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        rows = await self.session.execute(
+            select(table.c.id).where(table.c.project_id == project_id, table.c.id.in_(sorted(set(ids))))
+        )
+        return {cast(str, row.id) for row in rows}
+
+
+def _ordered(ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+def _project_from_values(values: Mapping[str, Any]) -> ProjectRecord:
+    return ProjectRecord(**{name: values[name] for name in _RECORD_COLUMNS})
