@@ -72,6 +72,7 @@ from .authz import (
     unknown_roles,
     visibility,
 )
+from .hooks import Change, ChangeHook
 from .inputs import CreateProject, ProjectChanges, ProjectFilters, check_header
 from .registry import DefinitionRegistry
 from .views import (
@@ -170,6 +171,8 @@ class Services:
         self.registry = DefinitionRegistry(self.engine)
         self.clock: Clock = clock or SystemClock()
         self.idempotency_ttl = idempotency_ttl
+        self.hooks: list[ChangeHook] = []
+        """Called with every change, inside its transaction (traffic lights, webhook outbox…)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Services:
@@ -247,7 +250,7 @@ class Services:
                         [Problem.of("project.code_taken", _where("code"), project_code=data.code)]
                     ) from None
                 raise
-            await EventRepository(session).append(project_id, result.events)
+            await self._record_change(session, record, instance, definition, result, result.events, principal.id, now)
             return _project_view(record, definition)
 
     async def get_project(self, ctx: CallContext, project_id: str) -> ProjectView:
@@ -357,7 +360,7 @@ class Services:
                     )
                 )
             record = await projects.save(record, instance, result, definition, now, header=header_changes)
-            await EventRepository(session).append(project_id, events)
+            await self._record_change(session, record, instance, definition, result, events, principal.id, now)
             return _project_view(record, definition)
 
     async def available_transitions(self, ctx: CallContext, project_id: str) -> list[TriggerOption]:
@@ -395,7 +398,7 @@ class Services:
             _check_version("project", project_id, expected_version, record.version)
             result = self.engine.fire(instance, trigger, principal.actor, now, data=data, comment=comment)
             record = await ProjectRepository(session).save(record, instance, result, definition, now)
-            await EventRepository(session).append(project_id, result.events)
+            await self._record_change(session, record, instance, definition, result, result.events, principal.id, now)
             return _project_view(record, definition)
 
     # --- tasks ------------------------------------------------------------------------------------------
@@ -460,8 +463,8 @@ class Services:
                 raise Forbidden("task", task_id, trigger)
             _check_version("task", task_id, expected_version, task.version)
             result = self.engine.fire_task(instance, task_id, trigger, principal.actor, now, data=data, comment=comment)
-            await ProjectRepository(session).save(record, instance, result, definition, now)
-            await EventRepository(session).append(project_id, result.events)
+            record = await ProjectRepository(session).save(record, instance, result, definition, now)
+            await self._record_change(session, record, instance, definition, result, result.events, principal.id, now)
             return _task_view(await self._compiled(session, record), instance, instance.tasks[task_id], now)
 
     # --- deficiency notices and commitments ---------------------------------------------------------------
@@ -513,8 +516,8 @@ class Services:
                 raise Forbidden("notice", notice_id, trigger)
             _check_version("notice", notice_id, expected_version, notice.version)
             result = self.engine.fire_notice(instance, notice_id, trigger, principal.actor, now, comment=comment)
-            await ProjectRepository(session).save(record, instance, result, definition, now)
-            await EventRepository(session).append(project_id, result.events)
+            record = await ProjectRepository(session).save(record, instance, result, definition, now)
+            await self._record_change(session, record, instance, definition, result, result.events, principal.id, now)
             return _notice_view(await self._compiled(session, record), instance, instance.notices[notice_id])
 
     async def list_commitments(self, ctx: CallContext, project_id: str) -> list[CommitmentView]:
@@ -650,6 +653,24 @@ class Services:
             return await IdempotencyRepository(session).purge_expired(self.now())
 
     # --- internals --------------------------------------------------------------------------------------
+
+    async def _record_change(
+        self,
+        session: AsyncSession,
+        record: ProjectRecord,
+        instance: ProjectInstance,
+        definition: Definition,
+        result: FireResult | None,
+        events: Sequence[Event],
+        actor: str,
+        now: datetime,
+    ) -> None:
+        """Append the change's events to the hash chain, then let every hook write its rows (same
+        transaction; see :mod:`.hooks`). The aggregate itself is saved by the caller."""
+        appended = await EventRepository(session).append(record.id, events)
+        change = Change(record, instance, definition, result, appended, actor, now)
+        for hook in self.hooks:
+            await hook(session, change)
 
     async def _visible(self, session: AsyncSession, principal: Principal, project_id: str) -> ProjectRecord:
         record = await ProjectRepository(session).get(project_id)

@@ -361,3 +361,8 @@ definitions = cast(Table, DefinitionVersion.__table__)
 principals = cast(Table, Principal.__table__)
 api_tokens = cast(Table, ApiToken.__table__)
 idempotency_records = cast(Table, IdempotencyRecord.__table__)
+
+
+# Each area keeps its tables in its own module on the same metadata; importing them here completes the
+# metadata for Alembic and for anything that uses these models.
+from . import models_scheduling, models_webhooks, models_workflows  # noqa: E402, F401
