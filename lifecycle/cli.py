@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from lifecycle import cli_definitions
+from lifecycle import cli_definitions, cli_service
 
 app = typer.Typer(
     name="lifecycle",
@@ -35,6 +35,7 @@ def _root() -> None:
 
 
 app.add_typer(cli_definitions.app)
+app.add_typer(cli_service.app)
 
 
 def main() -> None:
