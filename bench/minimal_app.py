@@ -63,7 +63,8 @@ async def minimal(request: Request) -> JSONResponse:
         await connection.execute(
             "INSERT INTO events (event_id, project_id, seq, kind, subject_kind, subject_id, actor, at, trigger, "
             "from_state, to_state, comment, data, prev_hash, hash) "
-            "VALUES ($1, $2, $3, 'project.transition', 'project', $2, 'bench', $4, $5, $6, $7, NULL, '{}'::jsonb, $8, $9)",
+            "VALUES ($1, $2, $3, 'project.transition', 'project', $2, 'bench', $4, $5, $6, $7, NULL, '{}'::jsonb, "
+            "$8, $9)",
             str(uuid.uuid4()),
             project_id,
             seq,
