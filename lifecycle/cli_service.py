@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 import typer
@@ -96,7 +96,17 @@ def serve(
     settings = _settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _migrate(settings)
-    asyncio.run(_serve(settings, host, port, background))
+    _run(_serve(settings, host, port, background))
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run the service's event loop: uvloop when installed (uvicorn[standard] brings it), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 async def _serve(settings: Settings, host: str, port: int, background: bool) -> None:
