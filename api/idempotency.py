@@ -1,0 +1,230 @@
+"""``Idempotency-Key`` on POST: a retried request gets the first answer instead of running twice.
+
+A county system that times out after firing a trigger cannot know whether it fired. Sending the same
+``Idempotency-Key`` again makes the retry safe (the IETF draft "The Idempotency-Key HTTP Header Field"):
+
+* the key is 1–255 printable ASCII characters, scoped to the principal (two callers may use the same key),
+  and remembered for ``idempotency_ttl_hours`` (24 h);
+* the request is identified by a SHA-256 over its method, path and query, ``If-Match`` and body; the same
+  key with a different request is a 422 (``api.idempotency_key_reused``): the key was meant for another act;
+* while the first request runs, a duplicate gets 409 (``api.idempotency_in_flight``) and may retry later;
+* once it has answered, a duplicate gets the stored answer (status, body, ``Content-Type``, ``ETag``,
+  ``Location``, ``Content-Language``) with ``Idempotent-Replayed: true``; nothing runs again.
+
+Answers that say the request could not run at all are not stored, so a retry with the same key may run it
+once the cause is fixed: 5xx (including a crash), 401, 428, 429 and 503. Every other answer, refusals
+included, is the outcome of the act and is replayed.
+
+This is a pure ASGI middleware because it must see the whole response (status, headers and body) to store
+it; a dependency cannot. The record is claimed, and later completed, each in its own short transaction, not
+in the route's: the claim must be visible to a concurrent duplicate before the route commits. If the
+process dies between the route's commit and the completion, the record stays ``running`` until it expires,
+so retries get 409: the safe failure (never a second execution).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Any, Final
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import resolve_principal
+from api.errors import message, problem_response
+from api.i18n import DEFAULT_LANG, Lang
+from api.runtime import Runtime
+
+log = logging.getLogger("lifecycle.api")
+
+HEADER: Final = "idempotency-key"
+REPLAYED_HEADER: Final = "Idempotent-Replayed"
+MAX_BODY_BYTES: Final = 1024 * 1024
+"""The largest POST body accepted with an Idempotency-Key (it is stored and hashed whole)."""
+
+_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+_REPLAYED_HEADERS: Final = frozenset({"content-type", "etag", "location", "content-language"})
+_NOT_STORED: Final = frozenset({401, 428, 429, 503})
+
+
+def request_hash(method: str, path: str, query: bytes, if_match: str | None, body: bytes) -> str:
+    """The fingerprint a key is bound to: method, path and query, If-Match and body."""
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode(), query, (if_match or "").encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))  # length-prefixed, so parts cannot run into each other
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def valid_key(key: str) -> bool:
+    """Whether ``key`` is 1–255 printable ASCII characters (spaces inside allowed, not only spaces)."""
+    return bool(_KEY.match(key)) and bool(key.strip())
+
+
+class IdempotencyMiddleware:
+    """Applies ``Idempotency-Key`` to every POST under ``prefix`` (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, prefix: str = "/api/v1/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not str(scope["path"]).startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        key = headers.get(HEADER)
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        lang: Lang = state.get("lang", DEFAULT_LANG)
+        if not valid_key(key):
+            await self._problem(scope, receive, send, 422, "api.idempotency_key_invalid", lang, _key_error(lang))
+            return
+        runtime: Runtime = scope["app"].state.runtime
+        if not (await runtime.ensure_ready()).ready:
+            await self.app(scope, receive, send)  # the route answers 503
+            return
+        principal = await resolve_principal(runtime.services, state, headers.get("authorization"))
+        if principal is None:
+            await self.app(scope, receive, send)  # the route answers 401
+            return
+        body, too_large = await _read_body(receive)
+        if too_large:
+            await self._problem(scope, receive, send, 413, "api.payload_too_large", lang, {}, limit=MAX_BODY_BYTES)
+            return
+        fingerprint = request_hash(
+            scope["method"], scope["path"], scope.get("query_string", b""), headers.get("if-match"), body
+        )
+        existing = await runtime.services.idempotency_begin(principal.id, key, fingerprint)
+        if existing is not None:
+            if existing.request_hash != fingerprint:
+                runtime.metrics.refusal("api.idempotency_key_reused")
+                await self._problem(scope, receive, send, 422, "api.idempotency_key_reused", lang, {})
+            elif existing.state != "completed" or existing.status is None:
+                runtime.metrics.refusal("api.idempotency_in_flight")
+                await self._problem(
+                    scope, receive, send, 409, "api.idempotency_in_flight", lang, {}, headers={"Retry-After": "1"}
+                )
+            else:
+                await _replay(send, existing.status, existing.headers or (), existing.body or b"")
+            return
+        await self._run_and_store(scope, receive, send, runtime, principal.id, key, body)
+
+    async def _run_and_store(
+        self, scope: Scope, receive: Receive, send: Send, runtime: Runtime, principal_id: str, key: str, body: bytes
+    ) -> None:
+        delivered = False
+        status: int | None = None
+        kept_headers: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+
+        async def replay_body() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # afterwards: the client's disconnect, if it comes
+
+        async def capture(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = int(msg["status"])
+                for raw_name, raw_value in msg.get("headers", []):
+                    name = raw_name.decode("latin-1").lower()
+                    if name in _REPLAYED_HEADERS:
+                        kept_headers.append((name, raw_value.decode("latin-1")))
+            elif msg["type"] == "http.response.body":
+                chunks.append(msg.get("body", b""))
+            await send(msg)
+
+        try:
+            await self.app(scope, replay_body, capture)
+        except BaseException:
+            await _settle(runtime, principal_id, key, None, [], b"")
+            raise
+        await _settle(runtime, principal_id, key, status, kept_headers, b"".join(chunks))
+
+    async def _problem(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        code: str,
+        lang: Lang,
+        extra: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> None:
+        state = scope.get("state", {})
+        response = problem_response(
+            state.get("request_id"),
+            str(scope["path"]),
+            lang,
+            status,
+            code,
+            message(code, params, lang),
+            extra=extra,
+            headers=headers,
+        )
+        await response(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The whole request body, or (partial, True) once it exceeds the limit."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            break
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return b"", True
+        chunks.append(chunk)
+        if not msg.get("more_body", False):
+            break
+    return b"".join(chunks), False
+
+
+async def _replay(send: Send, status: int, headers: Any, body: bytes) -> None:
+    raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    raw.append((REPLAYED_HEADER.lower().encode(), b"true"))
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _settle(
+    runtime: Runtime, principal_id: str, key: str, status: int | None, headers: list[tuple[str, str]], body: bytes
+) -> None:
+    """Store the answer, or release the claim when the answer says the request could not run."""
+    try:
+        if status is None or status >= 500 or status in _NOT_STORED:
+            await runtime.services.idempotency_release(principal_id, key)
+        else:
+            await runtime.services.idempotency_complete(principal_id, key, status, headers, body)
+    except Exception:
+        # The answer has gone out already; a record left running expires, and retries meanwhile get 409.
+        log.exception("idempotency record for principal %s could not be settled", principal_id)
+
+
+def _key_error(lang: Lang) -> dict[str, Any]:
+    zh = "Idempotency-Key 应为 1 至 255 个可打印 ASCII 字符"
+    en = "Idempotency-Key must be 1 to 255 printable ASCII characters"
+    return {
+        "errors": [
+            {
+                "loc": ["header", "Idempotency-Key"],
+                "code": "api.idempotency_key_invalid",
+                "message": en if lang == "en" else zh,
+                "message_zh": zh,
+                "message_en": en,
+            }
+        ]
+    }

@@ -1,0 +1,42 @@
+"""Project transitions: what may fire now (with every reason why not), and firing a trigger."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.concurrency import etag
+from api.deps import Context, ProjectVersion, ServicesDep, input_locations
+from api.routers import API_PREFIX
+from api.schemas.common import ERROR_RESPONSES, MUTATION_RESPONSES
+from api.schemas.projects import ProjectOut
+from api.schemas.transitions import FireRequest, TriggerOptionOut, option_out
+
+router = APIRouter(
+    prefix=API_PREFIX + "/projects/{project_id}/transitions", tags=["transitions"], responses=ERROR_RESPONSES
+)
+
+TRIGGER_INPUT = input_locations({"data": ("body", "data")})
+
+
+@router.get("", response_model=list[TriggerOptionOut])
+async def list_transitions(project_id: str, ctx: Context, services: ServicesDep) -> list[TriggerOptionOut]:
+    """Every trigger leaving the project's state: may the caller fire it now, and every unmet condition."""
+    options = await services.available_transitions(ctx, project_id)
+    return [option_out(option, ctx.lang) for option in options]
+
+
+@router.post("", response_model=ProjectOut, responses=MUTATION_RESPONSES, dependencies=[Depends(TRIGGER_INPUT)])
+async def fire_transition(
+    project_id: str,
+    body: FireRequest,
+    expected_version: ProjectVersion,
+    ctx: Context,
+    services: ServicesDep,
+    request: Request,
+    response: Response,
+) -> ProjectOut:
+    """Fire a project trigger (If-Match: the project's ETag); 409 lists every unmet gate condition."""
+    view = await services.fire(ctx, project_id, expected_version, body.trigger, body.data, body.comment)
+    request.app.state.runtime.metrics.fired(view.definition_key, "project", body.trigger)
+    response.headers["ETag"] = etag(view.version)
+    return ProjectOut.of(view)
