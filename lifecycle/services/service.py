@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -52,7 +53,7 @@ from lifecycle.spec.models import Definition
 from lifecycle.store.db import Database
 from lifecycle.store.events import AuditFinding, EventRecord, EventRepository
 from lifecycle.store.idempotency import IdempotencyEntry, IdempotencyRepository
-from lifecycle.store.principals import PrincipalRecord, PrincipalRepository, TokenRecord
+from lifecycle.store.principals import PrincipalRecord, PrincipalRepository, TokenRecord, token_hash
 from lifecycle.store.projects import (
     MIRRORED_FIELDS,
     ProjectHeader,
@@ -75,6 +76,7 @@ from .authz import (
 from .hooks import Change, ChangeHook
 from .inputs import CreateProject, ProjectChanges, ProjectFilters, check_header
 from .registry import DefinitionRegistry
+from .scheduling_hooks import SchedulingHook
 from .views import (
     CommitmentView,
     DeadlineView,
@@ -87,6 +89,7 @@ from .views import (
     StepView,
     TaskView,
 )
+from .webhooks import WebhookOutbox
 
 register(
     {
@@ -107,6 +110,12 @@ MAX_PAGE = 200
 REASSIGNING = frozenset({"lead_unit", "implementing_unit", "lead_leader", "source_category"})
 """Header columns the county assigns (一个项目、一名牵头县领导、一个牵头责任单位): a unit may not change them
 for its own project; an editor role may."""
+
+
+PRINCIPAL_CACHE_SECONDS = 5.0
+"""How long a live token's principal is remembered by :meth:`Services.authenticate`."""
+
+PRINCIPAL_CACHE_SIZE = 10_000
 
 
 def _where(*path: str | int) -> Location:
@@ -171,8 +180,11 @@ class Services:
         self.registry = DefinitionRegistry(self.engine)
         self.clock: Clock = clock or SystemClock()
         self.idempotency_ttl = idempotency_ttl
+        self._principals: dict[str, tuple[float, Principal]] = {}
         self.hooks: list[ChangeHook] = []
         """Called with every change, inside its transaction (traffic lights, webhook outbox…)."""
+        self.hooks.append(WebhookOutbox())  # webhooks: outbox rows in the change's transaction
+        self.hooks.append(SchedulingHook(self.engine))  # scheduling: traffic light, deadlines' next fire time
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Services:
@@ -250,7 +262,9 @@ class Services:
                         [Problem.of("project.code_taken", _where("code"), project_code=data.code)]
                     ) from None
                 raise
-            await self._record_change(session, record, instance, definition, result, result.events, principal.id, now)
+            record = await self._record_change(
+                session, record, instance, definition, result, result.events, principal.id, now
+            )
             return _project_view(record, definition)
 
     async def get_project(self, ctx: CallContext, project_id: str) -> ProjectView:
@@ -360,7 +374,7 @@ class Services:
                     )
                 )
             record = await projects.save(record, instance, result, definition, now, header=header_changes)
-            await self._record_change(session, record, instance, definition, result, events, principal.id, now)
+            record = await self._record_change(session, record, instance, definition, result, events, principal.id, now)
             return _project_view(record, definition)
 
     async def available_transitions(self, ctx: CallContext, project_id: str) -> list[TriggerOption]:
@@ -398,7 +412,9 @@ class Services:
             _check_version("project", project_id, expected_version, record.version)
             result = self.engine.fire(instance, trigger, principal.actor, now, data=data, comment=comment)
             record = await ProjectRepository(session).save(record, instance, result, definition, now)
-            await self._record_change(session, record, instance, definition, result, result.events, principal.id, now)
+            record = await self._record_change(
+                session, record, instance, definition, result, result.events, principal.id, now
+            )
             return _project_view(record, definition)
 
     # --- tasks ------------------------------------------------------------------------------------------
@@ -609,10 +625,25 @@ class Services:
             return await repository.create_token(principal_id, description, self.now())
 
     async def authenticate(self, plain_token: str) -> Principal | None:
-        """The principal holding this live token, or None."""
+        """The principal holding this live token, or None.
+
+        A token found live is remembered for :data:`PRINCIPAL_CACHE_SECONDS` (every API request
+        authenticates; this spares a database round trip on most of them). A token revoked in this process
+        stops working at once; one revoked by another process (the CLI, another worker) within that time.
+        """
+        key = token_hash(plain_token)
+        now = time.monotonic()
+        cached = self._principals.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
         async with self.database.reader() as session:
             record = await PrincipalRepository(session).authenticate(plain_token)
-            return _principal(record) if record else None
+        principal = _principal(record) if record else None
+        if principal is not None:
+            if len(self._principals) >= PRINCIPAL_CACHE_SIZE:
+                self._principals.clear()  # crude but bounded; a refill costs one query per live token
+            self._principals[key] = (now + PRINCIPAL_CACHE_SECONDS, principal)
+        return principal
 
     async def list_tokens(self, principal_id: str | None = None) -> list[TokenRecord]:
         """Tokens (never their secret), of one principal or all."""
@@ -622,7 +653,9 @@ class Services:
     async def revoke_token(self, token_id: str) -> bool:
         """Revoke a token; False if there is no such live token."""
         async with self.database.transaction() as session:
-            return await PrincipalRepository(session).revoke(token_id, self.now())
+            revoked = await PrincipalRepository(session).revoke(token_id, self.now())
+        self._principals.clear()  # the cache is keyed by token hash, not id: forget every entry
+        return revoked
 
     # --- idempotency ------------------------------------------------------------------------------------
 
@@ -664,13 +697,15 @@ class Services:
         events: Sequence[Event],
         actor: str,
         now: datetime,
-    ) -> None:
+    ) -> ProjectRecord:
         """Append the change's events to the hash chain, then let every hook write its rows (same
-        transaction; see :mod:`.hooks`). The aggregate itself is saved by the caller."""
+        transaction; see :mod:`.hooks`). The aggregate itself is saved by the caller. Returns the project row
+        as stored afterwards (hooks may have written derived columns, e.g. the traffic light)."""
         appended = await EventRepository(session).append(record.id, events)
         change = Change(record, instance, definition, result, appended, actor, now)
         for hook in self.hooks:
             await hook(session, change)
+        return await ProjectRepository(session).get(record.id) or record
 
     async def _visible(self, session: AsyncSession, principal: Principal, project_id: str) -> ProjectRecord:
         record = await ProjectRepository(session).get(project_id)
@@ -791,6 +826,7 @@ def _project_view(record: ProjectRecord, definition: Definition) -> ProjectView:
         planned_end=record.planned_end,
         fields=dict(record.fields),
         light=record.light,
+        light_reasons=record.light_reasons or [],
         version=record.version,
         created_at=record.created_at,
         created_by=record.created_by,

@@ -59,7 +59,9 @@ class Database:
             # sqlite3's own wait, in seconds; the PRAGMA below says the same for clarity.
             options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
-            options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+            # No pre-ping: it would cost a round trip on every checkout (several per request). Connections
+            # are recycled hourly instead, and a dead one fails its transaction, which the caller may retry.
+            options.update(pool_size=pool_size, max_overflow=max_overflow, pool_recycle=3600)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self.dialect: Literal["sqlite", "postgresql"] = (
             "sqlite" if self.engine.dialect.name == "sqlite" else "postgresql"
