@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from lifecycle import cli_definitions, cli_service
+from lifecycle import cli_definitions, cli_scheduling, cli_service, cli_webhooks, cli_workflows
 
 app = typer.Typer(
     name="lifecycle",
@@ -36,6 +36,9 @@ def _root() -> None:
 
 app.add_typer(cli_definitions.app)
 app.add_typer(cli_service.app)
+app.add_typer(cli_scheduling.app)
+app.add_typer(cli_webhooks.app)
+app.add_typer(cli_workflows.app)
 
 
 def main() -> None:

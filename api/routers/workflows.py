@@ -147,7 +147,7 @@ _PUBLISH_BODY = {
         "content": {
             "application/yaml": {"schema": {"type": "string"}, "example": "key: mini\ntitle: 测试流程\n..."},
             "text/yaml": {"schema": {"type": "string"}},
-            "application/json": {"schema": {"$ref": "#/components/schemas/PublishIn"}},
+            "application/json": {"schema": PublishIn.model_json_schema()},
         },
     }
 }

@@ -33,6 +33,9 @@ TABLES = {
     "deadlines",
     "events",
 }
+TABLES |= {"webhook_endpoints", "webhook_deliveries", "webhook_attempts", "webhook_log"}  # webhooks (0003)
+TABLES |= {"escalations", "escalation_notices", "obligation_reports", "scheduler_state"}  # scheduling (0002)
+TABLES |= {"workflow_events", "migration_runs", "migration_outcomes"}  # workflow administration (0004)
 
 
 def _sync_engine(url: str) -> Engine:
