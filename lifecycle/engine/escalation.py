@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Literal
 
 from lifecycle.calendar import WorkingCalendar
 from lifecycle.clock import end_of_local_day, local_date
@@ -46,22 +47,59 @@ def level_due_date(calendar: WorkingCalendar, deadline_due: date, level: LadderL
     return result.date, result.estimated
 
 
+def level_due_at(deadline: Deadline, on: date) -> datetime:
+    """The instant a level due on local day ``on`` comes due for ``deadline``.
+
+    A level due on the deadline's own due day (``after: 0``) is due when the deadline is (the end of that
+    day for a clock; 18:00 for a weekly report due by 18:00); a later level at the end of its day.
+    """
+    return deadline.due_at if on == deadline.due_date else end_of_local_day(on)
+
+
 def levels_due(calendar: WorkingCalendar, ladder: Ladder, deadline: Deadline, now: datetime) -> list[LevelDue]:
     """Every level of ``ladder`` above the deadline's current level that has come due by ``now``, lowest first.
 
     A level is due once the end of its due day has passed (level ``after: 0`` is due when the deadline itself
-    is). After downtime several levels may be due at once: each is returned, and fired once, in order.
+    is, see :func:`level_due_at`). After downtime several levels may be due at once: each is returned, and
+    fired once, in order.
     """
     due: list[LevelDue] = []
     for level in ladder.levels:
         if level.level <= deadline.level:
             continue
         on, estimated = level_due_date(calendar, deadline.due_date, level)
-        at = end_of_local_day(on)
+        at = level_due_at(deadline, on)
         if at > now:
             break  # levels are increasing in delay (a static check), so none above is due either
         due.append(LevelDue(level=level, due_on=on, due_at=at, estimated=estimated))
     return due
+
+
+def next_level(calendar: WorkingCalendar, ladder: Ladder, deadline: Deadline) -> LevelDue | None:
+    """The lowest level of ``ladder`` above the deadline's current level, with when it comes due; None when
+    the ladder has been climbed to the top."""
+    for level in ladder.levels:
+        if level.level > deadline.level:
+            on, estimated = level_due_date(calendar, deadline.due_date, level)
+            return LevelDue(level=level, due_on=on, due_at=level_due_at(deadline, on), estimated=estimated)
+    return None
+
+
+def next_action_at(calendar: WorkingCalendar, ladder: Ladder | None, deadline: Deadline) -> datetime | None:
+    """When the scheduler next has something to do for ``deadline``: fire its ``on_expiry`` trigger (at its
+    due time, once) or climb to its next ladder level, whichever comes first; None when nothing is left, or
+    while the deadline is closed or paused (a paused clock does not run; resuming re-dates it and asks
+    again)."""
+    if deadline.closed_at is not None or deadline.paused:
+        return None
+    candidates: list[datetime] = []
+    if deadline.on_expiry and deadline.fired_at is None:
+        candidates.append(deadline.due_at)
+    if ladder is not None:
+        upcoming = next_level(calendar, ladder, deadline)
+        if upcoming is not None:
+            candidates.append(upcoming.due_at)
+    return min(candidates, default=None)
 
 
 def working_days_late(calendar: WorkingCalendar, deadline: Deadline, now: datetime) -> int:
@@ -95,3 +133,90 @@ def render_notice(template: str, values: Mapping[str, object]) -> str:
         return "—" if value is None or value == "" else str(value)
 
     return _PLACEHOLDER.sub(substitute, template)
+
+
+# --- recipients -------------------------------------------------------------------------------------------
+
+RecipientKind = Literal["unit", "leader", "department", "role"]
+
+ORG_ROLES: dict[str, tuple[str, str]] = {
+    "dispatcher": ("dispatcher", "县重点项目事务中心"),
+    "task_force": ("task_force", "县重点项目工作专班"),
+    "leading_group": ("leader", "县重大战略推进领导小组"),
+}
+"""Recipients that are bodies of the county rather than parties of the project: the ladder's name → (the
+platform role whose holders act for it, its default title). The 领导小组 is made of county leaders, so
+principals with the ``leader`` role act for it."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who one escalation notice is addressed to.
+
+    Attributes:
+        role: the ladder's name for them (``lead_unit``, ``department``, ``dispatcher``…).
+        kind: ``unit`` (a project's lead or implementing unit), ``leader`` (its lead county leader),
+            ``department`` (the department of the late item) or ``role`` (a county body, by ladder name).
+        id: the unit id, the leader, the department id, or the ladder name of the county body.
+        title: how the notice addresses them (a department's title, a body's name, else the id).
+    """
+
+    role: str
+    kind: RecipientKind
+    id: str
+    title: str
+
+
+def resolve_recipients(
+    level: LadderLevel,
+    *,
+    lead_unit: str | None,
+    implementing_unit: str | None,
+    lead_leader: str | None,
+    department: str | None,
+    titles: Mapping[str, str],
+) -> list[Recipient]:
+    """The recipients of ``level`` for one project, in the order the level lists them, each once.
+
+    Names that resolve to nothing (a project without a lead leader, a project-level deadline with no
+    department) are left out. ``titles`` maps org-unit ids to their titles (the definition's departments);
+    county bodies are addressed by their names in :data:`ORG_ROLES`.
+    """
+    out: list[Recipient] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(role: str, kind: RecipientKind, ident: str | None, default_title: str | None = None) -> None:
+        if not ident or (kind, ident) in seen:
+            return
+        seen.add((kind, ident))
+        title = default_title if kind == "role" else titles.get(ident)
+        out.append(Recipient(role, kind, ident, title or ident))
+
+    for name in level.notify:
+        if name == "lead_unit":
+            add(name, "unit", lead_unit)
+        elif name == "implementing_unit":
+            add(name, "unit", implementing_unit)
+        elif name == "lead_leader":
+            add(name, "leader", lead_leader)
+        elif name == "department":
+            add(name, "department", department)
+        elif name in ORG_ROLES:
+            add(name, "role", name, ORG_ROLES[name][1])
+    return out
+
+
+def may_act_for(
+    recipient_kind: str, recipient_id: str, principal_id: str, unit: str | None, roles: frozenset[str]
+) -> bool:
+    """Whether a principal (its id, org unit and platform roles) is the addressee of a notice."""
+    if recipient_kind == "unit":
+        return "unit" in roles and unit == recipient_id
+    if recipient_kind == "department":
+        return "department" in roles and unit == recipient_id
+    if recipient_kind == "leader":
+        return "leader" in roles and recipient_id in (principal_id, unit)
+    if recipient_kind == "role":
+        platform_role = ORG_ROLES.get(recipient_id, (recipient_id, ""))[0]
+        return platform_role in roles
+    return False

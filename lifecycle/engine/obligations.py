@@ -9,6 +9,7 @@ missing one is detected exactly once.
 from __future__ import annotations
 
 import calendar as gregorian
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -99,3 +100,38 @@ def occurrences_between(calendar: WorkingCalendar, obligation: Obligation, start
         out.append(occurrence(calendar, obligation, day))
         day = _next_period_start(obligation, day)
     return out
+
+
+_PERIOD_KEYS = {
+    "weekly": re.compile(r"^(\d{4})-W(\d{2})$"),
+    "monthly": re.compile(r"^(\d{4})-(\d{2})$"),
+    "quarterly": re.compile(r"^(\d{4})-Q([1-4])$"),
+    "yearly": re.compile(r"^(\d{4})$"),
+}
+
+
+def period_start(obligation: Obligation, key: str) -> date | None:
+    """The first day of the period named ``key`` (``2026-W41``, ``2026-10``, ``2026-Q4``, ``2026``) for the
+    obligation's recurrence; None when ``key`` is not such a period."""
+    match = _PERIOD_KEYS[obligation.recurrence].match(key)
+    if match is None:
+        return None
+    year = int(match.group(1))
+    try:
+        match obligation.recurrence:
+            case "weekly":
+                return date.fromisocalendar(year, int(match.group(2)), 1)
+            case "monthly":
+                return date(year, int(match.group(2)), 1)
+            case "quarterly":
+                return date(year, (int(match.group(2)) - 1) * 3 + 1, 1)
+            case _:
+                return date(year, 1, 1)
+    except ValueError:  # week 53 of a year that has 52, month 13…
+        return None
+
+
+def occurrence_of(calendar: WorkingCalendar, obligation: Obligation, key: str) -> Occurrence | None:
+    """The occurrence of the period named ``key``; None when ``key`` is not a period of this obligation."""
+    start = period_start(obligation, key)
+    return None if start is None else occurrence(calendar, obligation, start)

@@ -10,9 +10,9 @@ commit is written as rows in the same transaction).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +34,8 @@ class Change:
         events: the events appended, with their ids and place in the chain.
         actor: the principal id that made the change (``system`` for the scheduler).
         now: the instant of the change.
+        derived: project columns a hook wrote (name → value, e.g. the traffic light), so that the caller's
+            answer shows them without reading the row again.
     """
 
     record: ProjectRecord
@@ -43,6 +45,7 @@ class Change:
     events: list[EventRecord]
     actor: str
     now: datetime
+    derived: dict[str, Any] = field(default_factory=dict)
 
 
 class ChangeHook(Protocol):

@@ -24,6 +24,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -700,12 +701,12 @@ class Services:
     ) -> ProjectRecord:
         """Append the change's events to the hash chain, then let every hook write its rows (same
         transaction; see :mod:`.hooks`). The aggregate itself is saved by the caller. Returns the project row
-        as stored afterwards (hooks may have written derived columns, e.g. the traffic light)."""
+        with the derived columns hooks wrote (e.g. the traffic light)."""
         appended = await EventRepository(session).append(record.id, events)
         change = Change(record, instance, definition, result, appended, actor, now)
         for hook in self.hooks:
             await hook(session, change)
-        return await ProjectRepository(session).get(record.id) or record
+        return replace(record, **change.derived) if change.derived else record
 
     async def _visible(self, session: AsyncSession, principal: Principal, project_id: str) -> ProjectRecord:
         record = await ProjectRepository(session).get(project_id)

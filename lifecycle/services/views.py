@@ -60,6 +60,17 @@ class DeadlineView(View):
     fired_at: datetime | None = None
 
 
+class LightReasonView(View):
+    """Why a project's traffic light (红黄绿灯) has its colour: one band of the definition that applies (what
+    it measures, the value measured, the colour it gives, and its title)."""
+
+    measure: str
+    value: str
+    color: Literal["yellow", "red"]
+    title: str
+    title_en: str | None = None
+
+
 class ProjectView(View):
     """A project (重大项目): header, definition, current state with its titles, phase, steps, the data
     fields (JSON form), and the version for ``If-Match``."""
@@ -89,6 +100,7 @@ class ProjectView(View):
     planned_end: date | None = None
     fields: dict[str, Any]
     light: str | None = None
+    light_reasons: list[LightReasonView] = []
     version: int
     created_at: datetime
     created_by: str

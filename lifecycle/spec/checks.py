@@ -58,7 +58,11 @@ from lifecycle.spec.models import (
 )
 from lifecycle.yamlsafe import SourceMap, YamlPath
 
-__all__ = ["calendar_days", "check_definition", "compare_durations", "unknown_placeholders"]
+__all__ = ["OBLIGATION_ID_LIMIT", "calendar_days", "check_definition", "compare_durations", "unknown_placeholders"]
+
+OBLIGATION_ID_LIMIT = 40
+"""The longest obligation id: each period's deadline is the clock ``obligation:<id>:<period>`` (at most 64
+characters, like every clock id), and the longest period key (``2026-W41``) takes 8 of them."""
 
 register(
     {
@@ -73,6 +77,18 @@ register(
         "check.unknown_obligation_state": (
             "报送义务适用的状态 “{id}” 在项目状态机中未定义",
             "the obligation applies in state '{id}', which the project machine does not define",
+        ),
+        "check.unknown_report_field": (
+            "报送义务没有报送字段 “{id}”，不能用它更新项目字段",
+            "the obligation has no report field '{id}' to update a project field with",
+        ),
+        "check.report_field_type": (
+            "报送字段 “{id}”（{type}）不能写入类型为 {target_type} 的项目字段 “{target}”",
+            "report field '{id}' ({type}) cannot update project field '{target}' of type {target_type}",
+        ),
+        "check.obligation_id_too_long": (
+            "报送义务编号 “{id}” 过长：最多 {limit} 个字符（用于生成各期时限编号）",
+            "obligation id '{id}' is too long: at most {limit} characters (it names each period's deadline)",
         ),
         "check.unknown_gate": ("关卡 “{id}” 未定义", "gate '{id}' is not defined"),
         "check.unknown_group": ("任务组 “{id}” 未定义", "task group '{id}' is not defined"),
@@ -834,6 +850,23 @@ class _Checker:
                 self.known("check.unknown_ladder", obligation.ladder, self.ladders, (*path, "ladder"))
             for i, role in enumerate(obligation.roles):
                 self.known("check.unknown_role", role, self.roles, (*path, "roles", i))
+            if len(obligation.id) > OBLIGATION_ID_LIMIT:
+                self.report("check.obligation_id_too_long", (*path, "id"), id=obligation.id, limit=OBLIGATION_ID_LIMIT)
+            report_fields = {f.id: f for f in obligation.fields}
+            for source, target in obligation.updates_fields.items():
+                where = (*path, "updates_fields", source)
+                known_source = self.known("check.unknown_report_field", source, report_fields, where)
+                if not self.known("check.unknown_field", target, self.fields, where) or not known_source:
+                    continue
+                if report_fields[source].type != self.fields[target].type:
+                    self.report(
+                        "check.report_field_type",
+                        where,
+                        id=source,
+                        type=report_fields[source].type,
+                        target=target,
+                        target_type=self.fields[target].type,
+                    )
 
     def check_traffic_lights(self) -> None:
         lights = self.definition.traffic_lights

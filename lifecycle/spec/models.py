@@ -516,7 +516,12 @@ class DueRule(SpecModel):
 
 class Obligation(Titled):
     """A recurring report a project owes while it is in ``applies_in`` states (每周一报送形象进度, 月度投资计划,
-    季度储备更新, 10月底年度储备名单). A missing report opens an escalation on ``ladder``."""
+    季度储备更新, 10月底年度储备名单). A missing report opens an escalation on ``ladder``.
+
+    ``updates_fields`` maps report fields to project fields that a filed report updates
+    (``{report_field: project_field}``, e.g. the weekly report's investment this year feeds the traffic
+    light's completed investment); the two fields must have the same type.
+    """
 
     recurrence: Literal["weekly", "monthly", "quarterly", "yearly"]
     due: DueRule
@@ -524,6 +529,7 @@ class Obligation(Titled):
     ladder: Id | None = None
     roles: list[Id] = Field(min_length=1)
     fields: list[FieldSpec] = Field(default_factory=list)
+    updates_fields: dict[Id, Id] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _due_fits_recurrence(self) -> Obligation:

@@ -163,6 +163,8 @@ class Project(Base):
     fields: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     held_from: Mapped[str | None] = mapped_column(String(NAME))
     light: Mapped[str | None] = mapped_column(String(16), index=True)
+    light_reasons: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONDocument)  # scheduling area
+    light_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)  # scheduling area
     version: Mapped[int] = mapped_column(Integer)
     event_seq: Mapped[int] = mapped_column(Integer)
     event_hash: Mapped[str] = mapped_column(String(64))
@@ -263,6 +265,31 @@ class CommitmentRow(Base):
     )
 
 
+SCHEDULING_DEADLINE_INDEXES = (
+    # What the scheduler claims: open rows whose next action has come (scheduled), or whose due time has
+    # come and that were never scheduled; and open estimated rows, re-dated when the calendar learns a year.
+    Index(
+        "ix_deadlines_open_next_fire_at",
+        "next_fire_at",
+        sqlite_where=text("closed_at IS NULL AND next_fire_at IS NOT NULL"),
+        postgresql_where=text("closed_at IS NULL AND next_fire_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_deadlines_unscheduled_due_at",
+        "due_at",
+        sqlite_where=text("closed_at IS NULL AND next_fire_at IS NULL"),
+        postgresql_where=text("closed_at IS NULL AND next_fire_at IS NULL"),
+    ),
+    Index(
+        "ix_deadlines_open_estimated_due_date",
+        "due_date",
+        sqlite_where=text("closed_at IS NULL AND estimated"),
+        postgresql_where=text("closed_at IS NULL AND estimated"),
+    ),
+)
+"""Indexes of the scheduling area on ``deadlines`` (created by its migration, 0002)."""
+
+
 class DeadlineRow(Base):
     """A running clock of a project, item or notice: due date, pauses, and how far its ladder has climbed.
 
@@ -287,6 +314,7 @@ class DeadlineRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     level: Mapped[int] = mapped_column(Integer)
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # scheduling area: see its migration
 
     __table_args__ = (
         CheckConstraint("subject_kind IN ('project', 'task', 'notice')", name="subject_kind"),
@@ -296,6 +324,7 @@ class DeadlineRow(Base):
             sqlite_where=text("closed_at IS NULL"),
             postgresql_where=text("closed_at IS NULL"),
         ),
+        *SCHEDULING_DEADLINE_INDEXES,
     )
 
 

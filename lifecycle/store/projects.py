@@ -132,6 +132,7 @@ class ProjectRecord:
     created_at: datetime
     created_by: str
     updated_at: datetime
+    light_reasons: list[dict[str, Any]] | None = None
 
 
 _RECORD_COLUMNS = tuple(f.name for f in fields(ProjectRecord))
@@ -554,6 +555,7 @@ class ProjectRepository:
             "fields": _json_dict(instance.fields),
             "held_from": instance.held_from,
             "light": None,
+            "light_reasons": None,
             "version": instance.version,
             "event_seq": 0,
             "event_hash": GENESIS_HASH,

@@ -121,7 +121,9 @@ async def test_only_the_recipient_acknowledges_a_notice_and_the_history_says_so(
         response = await api.request("POST", f"/api/v1/notices/{notice(level, recipient)}/acknowledge", who)
         assert response.status_code == 200, response.text
     problem(
-        await api.request("POST", f"/api/v1/notices/{notice(3, 'dispatcher')}/acknowledge", TASK_FORCE), 403, "forbidden"
+        await api.request("POST", f"/api/v1/notices/{notice(3, 'dispatcher')}/acknowledge", TASK_FORCE),
+        403,
+        "forbidden",
     )
 
     open_ones = (await api.get("/api/v1/notices", DISPATCHER, params={"acknowledged": "false"})).json()["items"]
@@ -191,12 +193,16 @@ async def test_reports_are_filed_validated_and_their_periods_listed(
         ("body", "data", "invested_this_year"),
     }
     problem(await api.request("POST", path, PLANNING, json={"data": REPORT}), 403, "forbidden")
-    problem(await api.request("POST", f"/api/v1/projects/{pid}/obligations/nope/reports", UNIT_A, json={}), 404, "not_found")
+    problem(
+        await api.request("POST", f"/api/v1/projects/{pid}/obligations/nope/reports", UNIT_A, json={}), 404, "not_found"
+    )
 
     filed = await api.request("POST", path, UNIT_A, json={"period": "2026-W10", "data": REPORT})
     assert filed.status_code == 201, filed.text
     assert filed.json()["period"] == "2026-W10" and filed.json()["late"] is False
-    duplicate = problem(await api.request("POST", path, UNIT_A, json={"data": REPORT}), 409, "obligation.already_reported")
+    duplicate = problem(
+        await api.request("POST", path, UNIT_A, json={"data": REPORT}), 409, "obligation.already_reported"
+    )
     assert "2026-W10" in duplicate["detail"]
     assert (await api.get(f"/api/v1/projects/{pid}")).json()["fields"]["completed_this_year"] == "300"
 
