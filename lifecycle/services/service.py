@@ -702,7 +702,10 @@ class Services:
         """Append the change's events to the hash chain, then let every hook write its rows (same
         transaction; see :mod:`.hooks`). The aggregate itself is saved by the caller. Returns the project row
         with the derived columns hooks wrote (e.g. the traffic light)."""
-        appended = await EventRepository(session).append(record.id, events)
+        # The row was read (or inserted) under this transaction's lock, so its chain head is current.
+        appended = await EventRepository(session).append(record.id, events, head=(record.event_seq, record.event_hash))
+        if appended:
+            record = replace(record, event_seq=appended[-1].seq, event_hash=appended[-1].hash)
         change = Change(record, instance, definition, result, appended, actor, now)
         for hook in self.hooks:
             await hook(session, change)

@@ -159,20 +159,25 @@ class EventRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def append(self, project_id: str, new_events: Sequence[Event]) -> list[EventRecord]:
+    async def append(
+        self, project_id: str, new_events: Sequence[Event], *, head: tuple[int, str] | None = None
+    ) -> list[EventRecord]:
         """Append ``new_events`` to the project's chain, in order, and move the chain's head.
 
         The caller must hold the project's row lock (:meth:`ProjectRepository.lock`) or have inserted the
-        project in this transaction: that is what keeps ``seq`` gap-free under concurrency.
+        project in this transaction: that is what keeps ``seq`` gap-free under concurrency. A caller that
+        read the row under that lock passes its ``(event_seq, event_hash)`` as ``head`` and saves a query.
         """
         if not new_events:
             return []
-        head = (
-            await self.session.execute(
-                select(projects.c.event_seq, projects.c.event_hash).where(projects.c.id == project_id)
-            )
-        ).one()
-        seq, prev_hash = int(head.event_seq), str(head.event_hash)
+        if head is None:
+            row = (
+                await self.session.execute(
+                    select(projects.c.event_seq, projects.c.event_hash).where(projects.c.id == project_id)
+                )
+            ).one()
+            head = (int(row.event_seq), str(row.event_hash))
+        seq, prev_hash = head
         records: list[EventRecord] = []
         for event in new_events:
             seq += 1
