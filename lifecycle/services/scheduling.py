@@ -79,7 +79,7 @@ from .scheduling_views import (
     Redated,
     ReportView,
 )
-from .views import DeadlineView, Page
+from .views import Page, deadline_view
 
 if TYPE_CHECKING:
     from .service import Services
@@ -752,7 +752,7 @@ class Scheduling:
             escalations = await SchedulingRepository(session).escalations_of(record.id)
         ordered = sorted(instance.deadlines.values(), key=lambda d: (d.closed_at is not None, d.due_at, d.id))
         return ProjectDeadlinesView(
-            deadlines=[_deadline_view(d, now) for d in ordered],
+            deadlines=[deadline_view(d, now) for d in ordered],
             escalations=[_escalation_view(e) for e in escalations],
         )
 
@@ -975,22 +975,3 @@ def _report_view(record: ReportRecord) -> ReportView:
 
 def _escalation_view(record: EscalationRecord) -> EscalationView:
     return EscalationView(**record.__dict__)
-
-
-def _deadline_view(deadline: Deadline, now: datetime) -> DeadlineView:
-    return DeadlineView(
-        id=deadline.id,
-        subject_kind=deadline.subject_kind,
-        subject_id=deadline.subject_id,
-        clock=deadline.clock,
-        title=deadline.title,
-        started_on=deadline.started_on,
-        due_date=deadline.due_date,
-        due_at=deadline.due_at,
-        estimated=deadline.estimated,
-        paused=deadline.paused,
-        overdue=deadline.closed_at is None and deadline.due_at < now,
-        level=deadline.level,
-        closed_at=deadline.closed_at,
-        fired_at=deadline.fired_at,
-    )

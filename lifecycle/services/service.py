@@ -39,7 +39,6 @@ from lifecycle.engine.compiled import CompiledDefinition
 from lifecycle.engine.core import Engine
 from lifecycle.engine.instance import (
     Commitment,
-    Deadline,
     DeficiencyNotice,
     Event,
     FireResult,
@@ -80,7 +79,6 @@ from .registry import DefinitionRegistry
 from .scheduling_hooks import SchedulingHook
 from .views import (
     CommitmentView,
-    DeadlineView,
     HistoryEntry,
     MaterialView,
     NoticeView,
@@ -89,6 +87,7 @@ from .views import (
     PublishOutcome,
     StepView,
     TaskView,
+    deadline_view,
 )
 from .webhooks import WebhookOutbox
 
@@ -838,25 +837,6 @@ def _project_view(record: ProjectRecord, definition: Definition) -> ProjectView:
     )
 
 
-def _deadline_view(deadline: Deadline, now: datetime) -> DeadlineView:
-    return DeadlineView(
-        id=deadline.id,
-        subject_kind=deadline.subject_kind,
-        subject_id=deadline.subject_id,
-        clock=deadline.clock,
-        title=deadline.title,
-        started_on=deadline.started_on,
-        due_date=deadline.due_date,
-        due_at=deadline.due_at,
-        estimated=deadline.estimated,
-        paused=deadline.paused,
-        overdue=deadline.closed_at is None and deadline.due_at < now,
-        level=deadline.level,
-        closed_at=deadline.closed_at,
-        fired_at=deadline.fired_at,
-    )
-
-
 def _outcome(compiled: CompiledDefinition, machine: str, state: str) -> Any:
     return compiled.task_machines[machine].outcomes.get(state, "open")
 
@@ -886,7 +866,7 @@ def _task_view(compiled: CompiledDefinition, instance: ProjectInstance, task: Ta
         data=dict(task.data),
         version=task.version,
         deadlines=[
-            _deadline_view(d, now)
+            deadline_view(d, now)
             for d in instance.deadlines.values()
             if d.subject_kind == "task" and d.subject_id == task.id and d.closed_at is None
         ],

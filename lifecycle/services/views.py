@@ -14,6 +14,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from lifecycle.engine.instance import Deadline
+
 T = TypeVar("T")
 
 
@@ -227,3 +229,23 @@ class PublishOutcome(View):
     status: Literal["published", "unchanged", "not_published"]
     content_hash: str
     file: str
+
+
+def deadline_view(deadline: Deadline, now: datetime) -> DeadlineView:
+    """What a caller sees of a deadline at ``now`` (``overdue`` is judged then)."""
+    return DeadlineView(
+        id=deadline.id,
+        subject_kind=deadline.subject_kind,
+        subject_id=deadline.subject_id,
+        clock=deadline.clock,
+        title=deadline.title,
+        started_on=deadline.started_on,
+        due_date=deadline.due_date,
+        due_at=deadline.due_at,
+        estimated=deadline.estimated,
+        paused=deadline.paused,
+        overdue=deadline.closed_at is None and deadline.due_at < now,
+        level=deadline.level,
+        closed_at=deadline.closed_at,
+        fired_at=deadline.fired_at,
+    )
