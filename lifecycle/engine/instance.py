@@ -165,9 +165,12 @@ class ProjectInstance:
 class Event:
     """Something that happened, for the history (append-only) and for webhooks.
 
-    ``kind`` is one of ``project.created``, ``project.transition``, ``task.opened``, ``task.transition``,
-    ``notice.issued``, ``notice.transition``, ``commitment.recorded``, ``commitment.verified``,
-    ``commitment.breached``, ``project.fields_updated``.
+    ``kind``, written by the engine: ``project.created``, ``project.transition``, ``project.fields_updated``,
+    ``task.opened``, ``task.transition``, ``notice.issued``, ``notice.transition``, ``commitment.recorded``,
+    ``commitment.verified``, ``commitment.breached``. The services add ``project.updated`` (header edits) and
+    ``project.migrated`` (moved to another definition version); the scheduler adds ``deadline.expired``,
+    ``deadline.escalated``, ``deadline.redated``, ``obligation.reported`` and
+    ``escalation_notice.acknowledged``. Webhook event types are derived from these (``docs/webhooks.md``).
     """
 
     kind: str
