@@ -80,12 +80,12 @@ def compile_definition(
     definition: Definition,
     version: int,
     on_enter: Callable[[Any], None],
-    on_enter_task: Callable[[Any], None],
 ) -> CompiledDefinition:
     """Build the shared machines and lookup tables of ``definition``.
 
-    The callbacks are the engine's pipeline steps (see :mod:`lifecycle.engine.core`); every state of every
-    machine gets them, and they read what to do from the event's ``step`` keyword.
+    ``on_enter`` is the engine's step 7 for the project (see :mod:`lifecycle.engine.core`): every project
+    state gets it, and it reads what to do from the event's ``step`` keyword. Item and notice machines have
+    no callbacks: the engine runs their step 7 itself.
     """
     edges = _project_edges(definition)
     states = [State(s.id, on_enter=[on_enter]) for s in definition.states]
@@ -102,7 +102,7 @@ def compile_definition(
             for edge in candidates:
                 condition = _held_from(edge.dest) if edge.via_previous else None
                 machine.add_transition(trigger, edge.source, edge.dest, conditions=[condition] if condition else None)
-    task_machines = {m.id: _compile_task_machine(m, on_enter_task) for m in definition.task_machines}
+    task_machines = {m.id: _compile_task_machine(m) for m in definition.task_machines}
     items = {(g.id, i.id): i for g in definition.task_groups for i in g.items}
     return CompiledDefinition(
         definition=definition,
@@ -145,8 +145,8 @@ def _project_edges(definition: Definition) -> dict[str, dict[str, list[ProjectEd
     return edges
 
 
-def _compile_task_machine(spec: TaskMachine, on_enter: Callable[[Any], None]) -> CompiledMachine:
-    states = [State(s.id, on_enter=[on_enter]) for s in spec.states]
+def _compile_task_machine(spec: TaskMachine) -> CompiledMachine:
+    states = [State(s.id) for s in spec.states]
     machine = Machine(
         model=None,
         states=states,

@@ -19,10 +19,12 @@ Every fire, on a project, an item or a notice, runs the same steps in this order
    :class:`GateNotSatisfied` listing all of them. Nothing has changed yet when any of 1–4 refuses.
 5. **Before**: the trigger's data is applied to the project's fields.
 6. **Set state** (done by ``transitions``); ``$previous`` picks the held-from state by a transition condition.
-7. **Enter** (``on_enter`` of the destination): a holding state remembers where it was entered from; task
-   groups listed in ``opens`` open their items; the subject's clocks are synced with the new state: those
-   that do not live there close, those that run there open, pause or resume. There is no ``on_exit`` step:
-   what leaving a state means for a clock depends on where the machine goes, so it is decided on entering.
+7. **Enter**: a holding state remembers where it was entered from; task groups listed in ``opens`` open their
+   items; the subject's clocks are synced with the new state: those that do not live there close, those that
+   run there open, pause or resume. There is no ``on_exit`` step: what leaving a state means for a clock
+   depends on where the machine goes, so it is decided on entering. For the project this is the destination
+   state's ``on_enter`` callback; items and notices (most fires) run it right after ``transitions`` has set
+   the state, which spares them the callback machinery and is the same step in the same place.
 8. **Effects** (item and notice machines): new submission, the one deficiency notice, cure, commitments.
 9. **Then parent**: a notice transition's ``then_parent`` fires on its item (steps 6–8), without a role check
    since it is a consequence of an authorised act.
@@ -145,7 +147,7 @@ class Engine:
         key = (definition.key, version)
         compiled = self._compiled.get(key)
         if compiled is None or compiled.definition is not definition:
-            compiled = compile_definition(definition, version, _on_enter_project, _on_enter_task)
+            compiled = compile_definition(definition, version, _on_enter_project)
             self._compiled[key] = compiled
         return compiled
 
@@ -353,7 +355,8 @@ class Engine:
         self._authorise_task(spec, actor, item)
         step = _Step(self, compiled, project, actor, now, FireResult(state=project.state), task=task)
         step.machine, step.spec = machine, spec
-        step.data = self._effect_data(step, spec, item, dict(data or {}), comment)
+        if spec.effects or spec.comment_required:  # most transitions carry no effect: skip the checks
+            step.data = self._effect_data(step, spec, item, dict(data or {}), comment)
         self._run_task(step, trigger, comment)
         project.version += 1
         return step.result
@@ -422,6 +425,8 @@ class Engine:
         cursor = Cursor(notice.state)
         machine.machine.events[trigger].trigger(cursor, step=step)
         notice.state = cursor.state
+        if spec.dest != source:
+            _sync_clocks(step, "notice", notice.id, notice.machine, notice.state)  # step 7
         notice.version += 1
         if machine.outcomes.get(notice.state) != "open" and notice.closed_at is None:
             notice.closed_at = now
@@ -644,6 +649,8 @@ class Engine:
         cursor = Cursor(task.state)
         machine.machine.events[trigger].trigger(cursor, step=step)
         task.state = cursor.state
+        if spec.dest != source:
+            _sync_clocks(step, "task", task.id, task.machine, task.state)  # step 7
         _apply_effects(step, spec)
         task.version += 1
         outcome = machine.outcomes.get(task.state, "open")
@@ -712,17 +719,7 @@ def _open_group(step: _Step, group_id: str) -> None:
             Event("task.opened", "task", task_id, step.actor.id, step.now, to_state=task.state,
                   data={"group": group.id, "item": item.id, "department": item.department})
         )  # fmt: skip
-        _sync_clocks(step, "task", task_id, group.machine, task.state)
-
-
-def _on_enter_task(event: Any) -> None:
-    """Step 7 for items and notices: open, pause, resume or close their clocks."""
-    step: _Step = event.kwargs["step"]
-    state = event.state.name
-    if step.notice is not None and step.task is None:
-        _sync_clocks(step, "notice", step.notice.id, step.notice.machine, state)
-    elif step.task is not None:
-        _sync_clocks(step, "task", step.task.id, step.task.machine, state)
+        _sync_clocks(step, "task", task_id, group.machine, task.state, fresh=True)
 
 
 # --- clocks -----------------------------------------------------------------------------------------------
@@ -742,17 +739,26 @@ def _open_deadlines(project: ProjectInstance, kind: SubjectKind, subject_id: str
     ]
 
 
-def _sync_clocks(step: _Step, kind: SubjectKind, subject_id: str, machine_id: str, state: str) -> None:
+def _sync_clocks(
+    step: _Step, kind: SubjectKind, subject_id: str, machine_id: str, state: str, *, fresh: bool = False
+) -> None:
     """Make the subject's deadlines match the clocks that live in ``state``: open the ones that run there
-    and are not open, pause or resume the open ones, close the ones that do not live there."""
+    and are not open, pause or resume the open ones, close the ones that do not live there.
+
+    ``fresh``: the subject was created in this step and has no deadline yet (skips looking for them).
+    """
     clocks = _clocks_for(step, machine_id)
     if not clocks:
         return
     project = step.project
     open_by_clock: dict[str, list[Deadline]] = {}
-    for d in project.deadlines.values():
-        if d.closed_at is None and d.subject_id == subject_id and d.subject_kind == kind:
-            open_by_clock.setdefault(d.clock, []).append(d)
+    if fresh:
+        if not any(state in clock.runs_in or state in clock.paused_in for clock in clocks):
+            return
+    else:
+        for d in project.deadlines.values():
+            if d.closed_at is None and d.subject_id == subject_id and d.subject_kind == kind:
+                open_by_clock.setdefault(d.clock, []).append(d)
     for clock in clocks:
         # A state listed in paused_in pauses the clock even if it is also listed in runs_in.
         paused = state in clock.paused_in
@@ -938,7 +944,7 @@ def _issue_notice(step: _Step, task: Task) -> None:
             data={"task": task.id, "missing": notice.missing, "cure_date": notice.cure_date.isoformat()},
         )
     )
-    _sync_clocks(step, "notice", notice.id, machine_id, notice.state)
+    _sync_clocks(step, "notice", notice.id, machine_id, notice.state, fresh=True)
 
 
 def actor_is_system(actor: Actor) -> bool:
