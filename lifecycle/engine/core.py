@@ -54,7 +54,7 @@ from lifecycle.errors import (
     Unmet,
 )
 from lifecycle.messages import register, render
-from lifecycle.spec.models import SYSTEM_ROLE, Clock, Definition, FieldSpec, Item, MachineTransition, Transition
+from lifecycle.spec.models import Clock, Definition, FieldSpec, Item, MachineTransition, Transition
 
 from . import fields as field_values
 from .compiled import CompiledDefinition, CompiledMachine, Cursor, ProjectEdge, compile_definition
@@ -599,7 +599,7 @@ class Engine:
         if not isinstance(missing, list) or not missing or not all(isinstance(m, str) for m in missing):
             return [Problem.of("deficiency.missing_empty")]
         for index, material in enumerate(missing):
-            where = field_values._where(("data", "missing", index))
+            where = field_values.request_location(("data", "missing", index))
             if material not in known:
                 problems.append(Problem.of("deficiency.unknown_material", where, material=material))
             elif material not in item.deficiency_allowed:
@@ -615,9 +615,11 @@ class Engine:
             try:
                 cure_date = cure if isinstance(cure, date) else date.fromisoformat(str(cure))
             except ValueError:
-                problems.append(Problem.of("deficiency.bad_cure_date", field_values._where(("data", "cure_date"))))
+                problems.append(
+                    Problem.of("deficiency.bad_cure_date", field_values.request_location(("data", "cure_date")))
+                )
                 return problems
-            where = field_values._where(("data", "cure_date"))
+            where = field_values.request_location(("data", "cure_date"))
             if cure_date > due:
                 problems.append(Problem.of("deficiency.cure_after_due", where, cure_date=cure_date, due_date=due))
             if cure_date < today:
@@ -945,8 +947,3 @@ def _issue_notice(step: _Step, task: Task) -> None:
         )
     )
     _sync_clocks(step, "notice", notice.id, machine_id, notice.state, fresh=True)
-
-
-def actor_is_system(actor: Actor) -> bool:
-    """Whether ``actor`` is the scheduler."""
-    return SYSTEM_ROLE in actor.roles

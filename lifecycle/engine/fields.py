@@ -52,14 +52,14 @@ def coerce(spec: FieldSpec, value: Any, path: tuple[str | int, ...]) -> tuple[An
     if coerced is _BAD:
         type_zh, type_en = _TYPE_NAMES[spec.type]
         return None, Problem.of(
-            "field.type", _where(path), title=spec.title, field=spec.id, type_zh=type_zh, type_en=type_en
+            "field.type", request_location(path), title=spec.title, field=spec.id, type_zh=type_zh, type_en=type_en
         )
     if coerced is _TOO_LONG:
         limit = _text_limit(spec)
-        return None, Problem.of("field.too_long", _where(path), title=spec.title, limit=limit)
+        return None, Problem.of("field.too_long", request_location(path), title=spec.title, limit=limit)
     if coerced is _NOT_A_CHOICE:
         choices = "、".join(spec.choices or [])
-        return None, Problem.of("field.choice", _where(path), title=spec.title, choices=choices)
+        return None, Problem.of("field.choice", request_location(path), title=spec.title, choices=choices)
     return coerced, None
 
 
@@ -131,10 +131,10 @@ def coerce_all(
         path = (*prefix, name)
         spec = specs.get(name)
         if spec is None:
-            problems.append(Problem.of("field.unknown", _where(path), field=name))
+            problems.append(Problem.of("field.unknown", request_location(path), field=name))
             continue
         if allowed is not None and name not in allowed:
-            problems.append(Problem.of("field.not_accepted", _where(path), field=name))
+            problems.append(Problem.of("field.not_accepted", request_location(path), field=name))
             continue
         coerced, problem = coerce(spec, value, path)
         if problem is not None:
@@ -153,6 +153,6 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def _where(path: tuple[str | int, ...]) -> Location:
-    # Input problems point at a JSON path in the request, not a file: file is "request", line/col unused.
+def request_location(path: tuple[str | int, ...]) -> Location:
+    """Where a problem with the caller's input is: a JSON path in the request (no file, line or column)."""
     return Location(file="request", line=0, column=0, path=path)
