@@ -14,6 +14,7 @@ exception handlers of :mod:`api.errors`.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,6 +83,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not state.ready:
         # Keep running: /healthz answers, /readyz says why, /api/v1 answers 503 until the database is fixed.
         log.error("not ready: %s (%s)", state.reason, state.code)
+    # Everything loaded by now lives as long as the process: moved out of the collector's reach, so the
+    # full collections that requests' short-lived objects trigger do not walk it every time.
+    gc.freeze()
     try:
         yield
     finally:

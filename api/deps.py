@@ -1,39 +1,54 @@
-"""FastAPI dependencies: the app's runtime and services, readiness, the caller, the call context, If-Match."""
+"""FastAPI dependencies: the app's runtime and services, readiness, the caller, the call context, If-Match.
+
+Every dependency is an ``async def`` even when it awaits nothing: FastAPI runs a plain ``def`` dependency in
+a worker thread (``run_in_threadpool``), which costs a thread hand-off per dependency per request. None of
+these block, so they run on the event loop.
+
+The graph is kept flat: FastAPI solves every node of it on every request, a cached one included (only the call
+is skipped), so dependencies read the runtime from the request themselves instead of depending on
+:func:`runtime`, and :func:`call_context` looks the caller up with :func:`api.auth.authenticated` (the route
+guard has already run :func:`api.auth.current_principal`, which also puts the bearer scheme in OpenAPI).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from api.auth import current_principal
+from api.auth import authenticated
 from api.concurrency import parse_if_match
 from api.errors import ApiProblem, request_lang
 from api.runtime import Runtime
 from lifecycle.calendar import WorkingCalendar
-from lifecycle.services import CallContext, Principal, Services
+from lifecycle.services import CallContext, Services
 
 
-def runtime(request: Request) -> Runtime:
-    """The app's runtime (settings, services, metrics, readiness)."""
+def app_runtime(request: Request) -> Runtime:
+    """The runtime of the app serving ``request``: a helper of the dependencies below, not a dependency."""
     value: Runtime = request.app.state.runtime
     return value
 
 
-def services(rt: Annotated[Runtime, Depends(runtime)]) -> Services:
+async def runtime(request: Request) -> Runtime:
+    """The app's runtime (settings, services, metrics, readiness)."""
+    return app_runtime(request)
+
+
+async def services(request: Request) -> Services:
     """The use cases."""
-    return rt.services
+    return app_runtime(request).services
 
 
-def calendar(rt: Annotated[Runtime, Depends(runtime)]) -> WorkingCalendar:
+async def calendar(request: Request) -> WorkingCalendar:
     """The working-day calendar the engine counts deadlines with."""
-    return rt.services.engine.calendar
+    return app_runtime(request).services.engine.calendar
 
 
-async def require_ready(rt: Annotated[Runtime, Depends(runtime)]) -> None:
+async def require_ready(request: Request) -> None:
     """503 until the database is reachable and migrated (see :mod:`api.runtime`)."""
-    state = await rt.ensure_ready()
+    state = await app_runtime(request).ensure_ready()
     if not state.ready:
         raise ApiProblem(
             503,
@@ -44,25 +59,25 @@ async def require_ready(rt: Annotated[Runtime, Depends(runtime)]) -> None:
         )
 
 
-async def call_context(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> CallContext:
-    """Who calls, in which language."""
-    return CallContext(principal=principal, lang=request_lang(request))
+async def call_context(request: Request) -> CallContext:
+    """Who calls (401 without a valid token), in which language."""
+    return CallContext(principal=await authenticated(request), lang=request_lang(request))
 
 
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='The ETag read before the change: W/"<version>".')]
 
 
-def project_if_match(if_match: IfMatch = None) -> int:
+async def project_if_match(if_match: IfMatch = None) -> int:
     """The project version named by If-Match (428 when absent)."""
     return parse_if_match(if_match, "project")
 
 
-def task_if_match(if_match: IfMatch = None) -> int:
+async def task_if_match(if_match: IfMatch = None) -> int:
     """The item version named by If-Match (428 when absent)."""
     return parse_if_match(if_match, "task")
 
 
-def notice_if_match(if_match: IfMatch = None) -> int:
+async def notice_if_match(if_match: IfMatch = None) -> int:
     """The notice version named by If-Match (428 when absent)."""
     return parse_if_match(if_match, "notice")
 
@@ -74,11 +89,11 @@ TaskVersion = Annotated[int, Depends(task_if_match)]
 NoticeVersion = Annotated[int, Depends(notice_if_match)]
 
 
-def input_locations(locs: Mapping[str, tuple[str | int, ...]]) -> Callable[[Request], None]:
+def input_locations(locs: Mapping[str, tuple[str | int, ...]]) -> Callable[[Request], Awaitable[None]]:
     """A dependency telling the error handler where the service's input paths are in this request
     (see :func:`api.errors.problem_errors`)."""
 
-    def dependency(request: Request) -> None:
+    async def dependency(request: Request) -> None:
         request.state.input_locs = locs
 
     return dependency

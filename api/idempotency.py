@@ -16,10 +16,14 @@ once the cause is fixed: 5xx (including a crash), 401, 428, 429 and 503. Every o
 included, is the outcome of the act and is replayed.
 
 This is a pure ASGI middleware because it must see the whole response (status, headers and body) to store
-it; a dependency cannot. The record is claimed, and later completed, each in its own short transaction, not
-in the route's: the claim must be visible to a concurrent duplicate before the route commits. If the
-process dies between the route's commit and the completion, the record stays ``running`` until it expires,
-so retries get 409: the safe failure (never a second execution).
+it; a dependency cannot. The record is claimed, and later completed, each by a single statement committed on
+its own (:meth:`lifecycle.store.db.Database.autocommit`: no ``BEGIN``/``COMMIT`` around it on PostgreSQL), not
+in the route's transaction: the claim must be visible to a concurrent duplicate before the route commits.
+The claim inserts the record, or takes over an expired one, in one ``INSERT … ON CONFLICT DO UPDATE``; only a
+duplicate costs a second statement, to read the record it met (see :mod:`lifecycle.store.idempotency`). The
+completion is stored before the last part of the answer is sent, so a client holding the whole answer that
+retries gets the replay. If the process dies between the route's commit and the completion, the record
+stays ``running`` until it expires, so retries get 409: the safe failure (never a second execution).
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ class IdempotencyMiddleware:
     async def _run_and_store(
         self, scope: Scope, receive: Receive, send: Send, runtime: Runtime, principal_id: str, key: str, body: bytes
     ) -> None:
-        delivered = False
+        delivered = settled = False
         status: int | None = None
         kept_headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []
@@ -130,7 +134,7 @@ class IdempotencyMiddleware:
             return await receive()  # afterwards: the client's disconnect, if it comes
 
         async def capture(msg: Message) -> None:
-            nonlocal status
+            nonlocal status, settled
             if msg["type"] == "http.response.start":
                 status = int(msg["status"])
                 for raw_name, raw_value in msg.get("headers", []):
@@ -139,14 +143,22 @@ class IdempotencyMiddleware:
                         kept_headers.append((name, raw_value.decode("latin-1")))
             elif msg["type"] == "http.response.body":
                 chunks.append(msg.get("body", b""))
+                if not msg.get("more_body", False):
+                    # Settled before the last part goes out: a client that has the whole answer and retries
+                    # gets the replay, never a 409; and the completion holds no connection while the client
+                    # has already moved on to its next request.
+                    await _settle(runtime, principal_id, key, status, kept_headers, b"".join(chunks))
+                    settled = True
             await send(msg)
 
         try:
             await self.app(scope, replay_body, capture)
         except BaseException:
-            await _settle(runtime, principal_id, key, None, [], b"")
+            if not settled:
+                await _settle(runtime, principal_id, key, None, [], b"")
             raise
-        await _settle(runtime, principal_id, key, status, kept_headers, b"".join(chunks))
+        if not settled:  # the app returned without finishing its answer
+            await _settle(runtime, principal_id, key, status, kept_headers, b"".join(chunks))
 
     async def _problem(
         self,

@@ -9,7 +9,7 @@ bound. Unmatched paths share the label ``<unmatched>`` for the same reason.
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -49,14 +49,24 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self._children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """The series of ``metric`` with these label values (in the order of its label names), looked up once:
+        ``labels()`` checks its arguments and takes a lock on every call. As bounded as the series are."""
+        key = (metric, values)
+        series = self._children.get(key)
+        if series is None:
+            series = self._children[key] = metric.labels(*values)
+        return series
 
     def fired(self, definition: str, subject: str, trigger: str) -> None:
         """Count one trigger fired."""
-        self.transitions.labels(definition=definition, subject=subject, trigger=trigger).inc()
+        self.child(self.transitions, definition, subject, trigger).inc()
 
     def refusal(self, code: str) -> None:
         """Count one refusal with problem ``code``."""
-        self.refusals.labels(code=code).inc()
+        self.child(self.refusals, code).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -86,8 +96,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
+            template = getattr(scope.get("route"), "path", None) or UNMATCHED
             method = str(scope.get("method", "?"))
-            self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
-            self.metrics.latency.labels(method=method, route=template).observe(time.perf_counter() - started)
+            self.metrics.child(self.metrics.requests, method, template, str(status)).inc()
+            self.metrics.child(self.metrics.latency, method, template).observe(time.perf_counter() - started)

@@ -85,17 +85,22 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", None) or scope.get("path")
-            principal = state.get("principal")
-            access_log.info(
-                "%s %s %s %.1fms request_id=%s principal=%s",
-                scope.get("method"),
-                route,
-                status,
-                (time.perf_counter() - started) * 1000,
-                request_id,
-                getattr(principal, "id", "-"),
-            )
+            if access_log.isEnabledFor(logging.INFO):  # the line's parts cost more than the check
+                _log_access(scope, status, started, request_id)
+
+
+def _log_access(scope: Scope, status: int, started: float, request_id: str) -> None:
+    route = getattr(scope.get("route"), "path", None) or scope.get("path")
+    principal = scope.get("state", {}).get("principal")
+    access_log.info(
+        "%s %s %s %.1fms request_id=%s principal=%s",
+        scope.get("method"),
+        route,
+        status,
+        (time.perf_counter() - started) * 1000,
+        request_id,
+        getattr(principal, "id", "-"),
+    )
 
 
 def _unstorable_part(scope: Scope) -> str | None:

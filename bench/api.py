@@ -12,7 +12,9 @@ installed):
    ``If-Match`` and a fresh ``Idempotency-Key``: every request is a real, accepted transition;
 3. stops it and starts ``bench/minimal_app.py`` (the same SQL writes, nothing else) on the same database and
    drives it the same way;
-4. prints requests/s, p50/p99 latency, the share of non-2xx answers, the server's peak RSS, and the ratio.
+4. prints requests/s, p50/p99 latency, the server's CPU time per request (user + system, read from ``/proc``:
+   less disturbed by other load on a shared machine than the rate), the share of non-2xx answers, the
+   server's peak RSS, and the ratio.
 
 The load generator is a separate process speaking raw HTTP/1.1 over asyncio streams (no HTTP library), so it
 costs the server's two cores as little as a Python client can; ``wrk`` is not used because every request needs
@@ -42,6 +44,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system, all threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -135,14 +143,18 @@ async def drive(
 
 
 def run_load(
-    port: int, token: str | None, projects: list[tuple[str, str]], seconds: float, minimal: bool
+    port: int, token: str | None, projects: list[tuple[str, str]], seconds: float, minimal: bool, server_pid: int
 ) -> dict[str, Any]:
-    """The load generator, in its own process (so its CPU is not the server's, and not this script's)."""
+    """The load generator, in its own process (so its CPU is not the server's, and not this script's); adds the
+    server's CPU time per request (``cpu_ms``), which a shared machine disturbs less than the rate."""
     payload = json.dumps({"port": port, "token": token, "projects": projects, "seconds": seconds, "minimal": minimal})
+    cpu_before = cpu_seconds(server_pid)
     out = subprocess.run(
         [sys.executable, __file__, "--load-generator"], input=payload, capture_output=True, text=True, check=True
     )
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(out.stdout)
+    result["cpu_ms"] = (cpu_seconds(server_pid) - cpu_before) * 1000 / max(result["requests"], 1)
+    return result
 
 
 # --- servers ------------------------------------------------------------------------------------------
@@ -250,14 +262,14 @@ def main() -> None:
         service, token = start_service(url, port, workdir)
         try:
             projects = create_projects(port, token, args.connections)
-            api = run_load(port, token, projects, args.seconds, minimal=False)
+            api = run_load(port, token, projects, args.seconds, minimal=False, server_pid=service.pid)
         finally:
             api_rss = stop(service)
         port = free_port()
         minimal = start_minimal(url, port)
         try:
             wait_ready(port, "/")
-            baseline = run_load(port, None, projects, args.seconds, minimal=True)
+            baseline = run_load(port, None, projects, args.seconds, minimal=True, server_pid=minimal.pid)
         finally:
             minimal_rss = stop(minimal)
     finally:
@@ -268,7 +280,8 @@ def main() -> None:
 
     def row(label: str, r: dict[str, Any], rss: float) -> str:
         return (f"{label:<22}{r['rate']:9,.0f} req/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms   "
-                f"non-2xx {r['failures']}/{r['requests']}   peak RSS {rss:6.1f} MB")  # fmt: skip
+                f"CPU {r['cpu_ms']:5.2f} ms/req   non-2xx {r['failures']}/{r['requests']}   "
+                f"peak RSS {rss:6.1f} MB")  # fmt: skip
 
     print(f"{args.connections} connections, {args.seconds:.0f} s each, PostgreSQL, one uvicorn worker")
     print(row("transitions (API)", api, api_rss))

@@ -19,6 +19,18 @@ from sqlalchemy.engine import URL, make_url
 BUNDLED_WORKFLOWS_DIR = Path(__file__).resolve().parent.parent / "workflows"
 """The ``workflows/`` folder shipped with the source tree."""
 
+DEFAULT_DB_POOL_SIZE = 32
+"""Connections a PostgreSQL pool keeps open once it has opened them. A request holds one only while it talks
+to the database, but on a busy process nearly every request in flight is at some step of it: with fewer pooled
+connections than concurrent requests, connections beyond the pool are opened and closed again all the time
+(each opening costs several round trips and milliseconds of CPU). 32 covers the benchmark's 32 concurrent
+requests (``bench/api.py``) with the background workers; SQLite does not pool."""
+
+DEFAULT_DB_MAX_OVERFLOW = 8
+"""Connections a PostgreSQL pool may open beyond :data:`DEFAULT_DB_POOL_SIZE` at a peak (closed again when
+returned to a full pool): 40 per process at most, so two processes stay within PostgreSQL's default
+``max_connections`` of 100 with room for migrations and the command line."""
+
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
 
@@ -71,12 +83,17 @@ class Settings:
         idempotency_ttl_hours: how long an ``Idempotency-Key`` is remembered
             (``LIFECYCLE_IDEMPOTENCY_TTL_HOURS``, default 24).
         log_level: ``LIFECYCLE_LOG_LEVEL`` (default ``INFO``).
+        db_pool_size: connections the PostgreSQL pool keeps open (``LIFECYCLE_DB_POOL_SIZE``, default 32).
+        db_max_overflow: connections it may open beyond them at a peak (``LIFECYCLE_DB_MAX_OVERFLOW``,
+            default 8).
     """
 
     database_url: str
     workflows_dir: Path = BUNDLED_WORKFLOWS_DIR
     idempotency_ttl_hours: int = 24
     log_level: str = "INFO"
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
+    db_max_overflow: int = DEFAULT_DB_MAX_OVERFLOW
 
     @property
     def calendars_dir(self) -> Path:
@@ -99,13 +116,9 @@ class Settings:
         here = (cwd or Path.cwd()).resolve()
         raw_url = env.get("LIFECYCLE_DATABASE_URL") or f"sqlite:///{here / 'lifecycle.db'}"
         workflows = Path(env.get("LIFECYCLE_WORKFLOWS_DIR") or BUNDLED_WORKFLOWS_DIR)
-        ttl_text = env.get("LIFECYCLE_IDEMPOTENCY_TTL_HOURS") or "24"
-        try:
-            ttl = int(ttl_text)
-        except ValueError:
-            raise SettingsError(f"LIFECYCLE_IDEMPOTENCY_TTL_HOURS must be a whole number, not {ttl_text!r}") from None
-        if not 1 <= ttl <= 24 * 30:
-            raise SettingsError("LIFECYCLE_IDEMPOTENCY_TTL_HOURS must be between 1 and 720")
+        ttl = _whole_number(env, "LIFECYCLE_IDEMPOTENCY_TTL_HOURS", 24, 1, 24 * 30)
+        pool_size = _whole_number(env, "LIFECYCLE_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1, 1000)
+        max_overflow = _whole_number(env, "LIFECYCLE_DB_MAX_OVERFLOW", DEFAULT_DB_MAX_OVERFLOW, 0, 1000)
         level = (env.get("LIFECYCLE_LOG_LEVEL") or "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"LIFECYCLE_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}")
@@ -114,4 +127,22 @@ class Settings:
             workflows_dir=workflows if workflows.is_absolute() else here / workflows,
             idempotency_ttl_hours=ttl,
             log_level=level,
+            db_pool_size=pool_size,
+            db_max_overflow=max_overflow,
         )
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """The whole number in variable ``name`` (``default`` when unset or empty), between ``low`` and ``high``.
+
+    Raises:
+        SettingsError: it is not a whole number, or out of range.
+    """
+    text = env.get(name) or str(default)
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {text!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}")
+    return value

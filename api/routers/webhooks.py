@@ -35,7 +35,7 @@ router = APIRouter(prefix=API_PREFIX + "/webhooks", tags=["webhooks"], responses
 ENDPOINT_INPUT = input_locations({})
 
 
-def webhooks(services: ServicesDep) -> WebhookService:
+async def webhooks(services: ServicesDep) -> WebhookService:
     """The webhook use cases (delivery settings read from the environment)."""
     return WebhookService(services, WebhookSettings.from_env())
 
@@ -43,7 +43,7 @@ def webhooks(services: ServicesDep) -> WebhookService:
 Webhooks = Annotated[WebhookService, Depends(webhooks)]
 
 
-def endpoint_if_match(
+async def endpoint_if_match(
     if_match: Annotated[
         str | None, Header(alias="If-Match", description='The endpoint\'s ETag: W/"<version>".')
     ] = None,

@@ -81,4 +81,6 @@ class ProjectOut(ProjectView):
     @classmethod
     def of(cls, view: ProjectView) -> ProjectOut:
         """The answer for a service's view."""
-        return cls.model_validate(view.model_dump())
+        # The view was validated when the services built it: take its values as they are (a dump and a
+        # validation would rebuild every nested model for nothing).
+        return cls.model_construct(_fields_set=view.model_fields_set, **dict(view))

@@ -14,10 +14,17 @@ SQLite (the embedded default):
   ``engine.sync_engine``). Read-only sessions (:meth:`Database.reader`) use a plain deferred ``BEGIN``
   (a snapshot that takes no write lock) with ``query_only`` on.
 
-PostgreSQL: a connection pool sized by the caller. Writers run at the default READ COMMITTED and lock a
-project's row with ``SELECT … FOR UPDATE`` (writers of different projects never wait on each other); once
-the lock is granted, every later statement of the transaction sees what the previous holder committed.
-Readers run ``REPEATABLE READ READ ONLY``: all their statements see one snapshot.
+PostgreSQL: a connection pool sized by the caller (by default
+:data:`~lifecycle.settings.DEFAULT_DB_POOL_SIZE` connections kept open, and
+:data:`~lifecycle.settings.DEFAULT_DB_MAX_OVERFLOW` more at a peak). Writers run at the default READ COMMITTED
+and lock a project's row with ``SELECT … FOR UPDATE`` (writers of different projects never wait on each
+other); once the lock is granted, every later statement of the transaction sees what the previous holder
+committed. Readers run ``REPEATABLE READ READ ONLY``: all their statements see one snapshot.
+
+Single statements that need no transaction around them (the idempotency records) use :meth:`Database.autocommit`:
+on PostgreSQL a connection in autocommit mode, so the statement is its own transaction and costs no ``BEGIN``
+and ``COMMIT`` round trips; on SQLite a write transaction as above (``BEGIN IMMEDIATE``), which costs no round
+trip there.
 """
 
 from __future__ import annotations
@@ -28,10 +35,16 @@ from typing import Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from lifecycle.settings import async_database_url
+from lifecycle.settings import DEFAULT_DB_MAX_OVERFLOW, DEFAULT_DB_POOL_SIZE, async_database_url
 
 _READ_ONLY = "lifecycle_read_only"
 """Execution option marking a connection whose transactions only read (deferred ``BEGIN`` on SQLite)."""
@@ -44,7 +57,8 @@ class Database:
     """An open database: the async engine and two session factories (writer and reader).
 
     Use :meth:`transaction` for a unit of work that writes (one transaction, committed once at the end,
-    rolled back on any exception) and :meth:`reader` for one that only reads.
+    rolled back on any exception), :meth:`reader` for one that only reads, and :meth:`autocommit` for single
+    statements that are atomic on their own.
 
     Attributes:
         url: the async URL (``sqlite+aiosqlite://…`` or ``postgresql+asyncpg://…``).
@@ -52,7 +66,14 @@ class Database:
         engine: the SQLAlchemy :class:`AsyncEngine`.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = DEFAULT_DB_POOL_SIZE,
+        max_overflow: int = DEFAULT_DB_MAX_OVERFLOW,
+        echo: bool = False,
+    ) -> None:
         self.url = async_database_url(url)
         options: dict[str, Any] = {"echo": echo}
         if self.url.startswith("sqlite"):
@@ -76,6 +97,11 @@ class Database:
         self._reader = async_sessionmaker(
             self.engine.execution_options(**reading), expire_on_commit=False, autoflush=False
         )
+        # PostgreSQL: the driver then sends each statement alone, without BEGIN/COMMIT. The isolation level
+        # is the connection's own setting (no round trip) and is reset when the connection goes back.
+        self._autocommit = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else None
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -90,6 +116,19 @@ class Database:
         # The session begins on its first statement and rolls back when closed: nothing was written.
         async with self._reader() as session:
             yield session
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection whose statements each commit on their own: for single statements that need no
+        transaction around them. PostgreSQL runs them in autocommit mode (no ``BEGIN``/``COMMIT`` round
+        trips); SQLite runs the block in one write transaction (``BEGIN IMMEDIATE``: writers queue as
+        everywhere else), committed when it ends and rolled back if it raises."""
+        if self._autocommit is None:
+            async with self.engine.begin() as connection:
+                yield connection
+        else:
+            async with self._autocommit.connect() as connection:
+                yield connection
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -4,7 +4,9 @@ in flight, keys scoped per principal and forgotten after 24 hours, and answers t
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -129,3 +131,37 @@ async def test_huge_bodies_with_a_key_are_413(api: Api) -> None:
     body = new_project(name="大", fields={"investment": "1" * (2 * 1024 * 1024)})
     response = await api.request("POST", PROJECTS, UNIT_A, json=body, headers={"Idempotency-Key": "big"})
     problem(response, 413, "api.payload_too_large")
+
+
+async def test_the_answer_is_stored_before_its_last_part_is_sent(app: FastAPI, api: Api) -> None:
+    # A client that has the whole answer and retries at once must get the replay, not a 409.
+    services = app.state.runtime.services
+    raw = json.dumps(new_project(name="先存后答")).encode()
+    headers = {**(await api.auth(UNIT_A)), "Idempotency-Key": "stored-first", "Content-Type": "application/json"}
+    fingerprint = request_hash("POST", PROJECTS, b"", None, raw)
+    seen: list[tuple[str, int | None]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            record = await services.idempotency_begin(UNIT_A.id, "stored-first", fingerprint)
+            seen.append((record.state, record.status) if record else ("claimable", None))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PROJECTS,
+        "raw_path": PROJECTS.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        "client": ("127.0.0.1", 1234),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+    assert seen == [("completed", 201)]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from lifecycle.settings import DEFAULT_DB_MAX_OVERFLOW, DEFAULT_DB_POOL_SIZE
 from lifecycle.store import Database
 from lifecycle.store.migrate import upgrade_to_head
 
@@ -55,3 +57,46 @@ async def test_readers_cannot_write(database: Database) -> None:
             await session.execute(text("DELETE FROM principals"))
     async with database.transaction() as session:  # a writer on the same pool is not affected
         await session.execute(text("DELETE FROM principals"))
+
+
+@pytest.mark.anyio
+async def test_autocommit_statements_are_committed_on_their_own(database: Database) -> None:
+    insert = text("INSERT INTO principals (id, name, roles, created_at) VALUES ('p1', 'p1', '[]', CURRENT_TIMESTAMP)")
+    async with database.autocommit() as connection:
+        await connection.execute(insert)
+        if database.dialect == "postgresql":
+            # No transaction around it: another connection sees the row before the block ends.
+            async with database.reader() as session:
+                assert (await session.execute(text("SELECT count(*) FROM principals"))).scalar() == 1
+            raw = await connection.get_raw_connection()
+            assert not raw.driver_connection.is_in_transaction()
+    async with database.reader() as session:  # SQLite: one write transaction, committed at the end
+        assert (await session.execute(text("SELECT count(*) FROM principals"))).scalar() == 1
+
+
+@pytest.mark.anyio
+async def test_an_autocommit_block_that_raises_keeps_nothing_on_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "rollback.db"
+    upgrade_to_head(f"sqlite:///{path}")
+    database = Database(f"sqlite:///{path}")
+    try:
+        with pytest.raises(RuntimeError):
+            async with database.autocommit() as connection:
+                await connection.execute(
+                    text("INSERT INTO principals (id, name, roles, created_at) VALUES ('p', 'p', '[]', '2026-01-01')")
+                )
+                raise RuntimeError
+        async with database.reader() as session:
+            assert (await session.execute(text("SELECT count(*) FROM principals"))).scalar() == 0
+    finally:
+        await database.dispose()
+
+
+def test_postgresql_pools_are_sized_by_the_caller_with_defaults_from_the_settings() -> None:
+    url = "postgresql+asyncpg://u@db.example/lifecycle"  # nothing connects: the pool opens lazily
+    for database, size, overflow in (
+        (Database(url), DEFAULT_DB_POOL_SIZE, DEFAULT_DB_MAX_OVERFLOW),
+        (Database(url, pool_size=3, max_overflow=2), 3, 2),
+    ):
+        pool: Any = database.engine.pool
+        assert (pool.size(), pool._max_overflow) == (size, overflow)

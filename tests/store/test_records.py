@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
+from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from lifecycle.clock import FrozenClock
 from lifecycle.store import Database, DefinitionRepository, IdempotencyRepository, PrincipalRepository
@@ -87,22 +91,29 @@ async def test_tokens_are_stored_hashed_and_can_be_revoked(database: Database, c
         assert listed.revoked_at == clock.now()
 
 
-async def test_idempotency_record_lifecycle(database: Database, clock: FrozenClock) -> None:
+def _statements(database: Database, how: str) -> AbstractAsyncContextManager[AsyncSession | AsyncConnection]:
+    """Where idempotency statements run: a session's transaction, or an autocommit connection (what the
+    services use; on PostgreSQL the repository then sends its hot statements to asyncpg directly)."""
+    return database.transaction() if how == "transaction" else database.autocommit()
+
+
+@pytest.mark.parametrize("how", ["transaction", "autocommit"])
+async def test_idempotency_record_lifecycle(database: Database, clock: FrozenClock, how: str) -> None:
     async with database.transaction() as session:
         for principal in ("alice", "bob"):
             await PrincipalRepository(session).add(principal, principal, ["unit"], clock.now())
 
     async def begin(principal: str, key: str, request_hash: str) -> object:
-        async with database.transaction() as session:
-            return await IdempotencyRepository(session).begin(principal, key, request_hash, clock.now(), TTL)
+        async with _statements(database, how) as executor:
+            return await IdempotencyRepository(executor).begin(principal, key, request_hash, clock.now(), TTL)
 
     assert await begin("alice", "k1", "h1") is None  # claimed
     running = await begin("alice", "k1", "h1")  # a retry while the first still runs
     assert running is not None and running.state == "running" and running.request_hash == "h1"  # type: ignore[attr-defined]
     assert await begin("bob", "k1", "h9") is None  # keys are scoped per principal
 
-    async with database.transaction() as session:
-        repository = IdempotencyRepository(session)
+    async with _statements(database, how) as executor:
+        repository = IdempotencyRepository(executor)
         assert await repository.complete(
             "alice", "k1", 201, [("content-type", "application/json"), ("etag", 'W/"1"')], b'{"id":"p1"}', clock.now()
         )
@@ -114,8 +125,9 @@ async def test_idempotency_record_lifecycle(database: Database, clock: FrozenClo
     assert replay.expires_at == clock.now() + TTL  # type: ignore[attr-defined]
 
     # A running claim can be released (the request failed before answering): the key is free again.
-    async with database.transaction() as session:
-        assert await IdempotencyRepository(session).release("bob", "k1")
+    async with _statements(database, how) as executor:
+        assert await IdempotencyRepository(executor).release("bob", "k1")
+        assert not await IdempotencyRepository(executor).release("bob", "k1")  # nothing running any more
     assert await begin("bob", "k1", "h9") is None
 
     # After the TTL a key is forgotten: begin claims it afresh, and purge removes what expired.
@@ -127,3 +139,63 @@ async def test_idempotency_record_lifecycle(database: Database, clock: FrozenClo
         assert await repository.get("bob", "k1") is None
         fresh = await repository.get("alice", "k1")
         assert fresh is not None and fresh.request_hash == "h3" and fresh.state == "running"
+
+
+@pytest.mark.parametrize("how", ["transaction", "autocommit"])
+async def test_an_expired_answer_is_taken_over_whole(database: Database, clock: FrozenClock, how: str) -> None:
+    async with database.transaction() as session:
+        await PrincipalRepository(session).add("alice", "alice", ["unit"], clock.now())
+    async with _statements(database, how) as executor:
+        repository = IdempotencyRepository(executor)
+        assert await repository.begin("alice", "k", "h1", clock.now(), TTL) is None
+        assert await repository.complete("alice", "k", 201, [("etag", 'W/"1"')], b"first", clock.now())
+    clock.advance(TTL)  # expires_at <= now: expired
+    async with _statements(database, how) as executor:
+        assert await IdempotencyRepository(executor).begin("alice", "k", "h2", clock.now(), TTL) is None
+    async with database.reader() as session:
+        record = await IdempotencyRepository(session).get("alice", "k")
+        row = (await session.execute(text("SELECT response_headers IS NULL FROM idempotency_records"))).scalar()
+    assert record is not None
+    assert (record.state, record.request_hash, record.created_at) == ("running", "h2", clock.now())
+    assert (record.status, record.headers, record.body, record.completed_at) == (None, None, None, None)
+    assert row  # SQL NULL, not the JSON document null
+
+
+@pytest.mark.parametrize("how", ["transaction", "autocommit"])
+async def test_a_claim_lost_to_a_record_released_before_it_is_read_is_tried_again(
+    database: Database, clock: FrozenClock, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with database.transaction() as session:
+        await PrincipalRepository(session).add("alice", "alice", ["unit"], clock.now())
+    real_claim = IdempotencyRepository._claim
+    attempts = 0
+
+    async def claim_losing_once(self: IdempotencyRepository, *args: Any) -> bool:
+        nonlocal attempts
+        attempts += 1
+        return False if attempts == 1 else await real_claim(self, *args)  # first: as if a record was there
+
+    monkeypatch.setattr(IdempotencyRepository, "_claim", claim_losing_once)
+    async with _statements(database, how) as executor:
+        assert await IdempotencyRepository(executor).begin("alice", "k", "h", clock.now(), TTL) is None
+    assert attempts == 2
+    async with database.reader() as session:
+        record = await IdempotencyRepository(session).get("alice", "k")
+    assert record is not None and record.state == "running"
+
+
+# Only PostgreSQL's idempotency statements go to the driver directly: the test runs there alone.
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+async def test_a_connection_the_driver_found_dead_is_not_pooled_again(db_url: str, clock: FrozenClock) -> None:
+    database = Database(db_url, pool_size=1, max_overflow=0)  # one connection: the next checkout gets it again
+    try:
+        async with database.transaction() as session:
+            await PrincipalRepository(session).add("alice", "alice", ["unit"], clock.now())
+        with pytest.raises(asyncpg.InterfaceError):
+            async with database.autocommit() as connection:
+                await (await connection.get_raw_connection()).driver_connection.close()  # the server went away
+                await IdempotencyRepository(connection).begin("alice", "k", "h", clock.now(), TTL)
+        async with database.autocommit() as connection:  # a fresh connection, not the dead one
+            assert await IdempotencyRepository(connection).begin("alice", "k", "h", clock.now(), TTL) is None
+    finally:
+        await database.dispose()

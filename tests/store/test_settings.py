@@ -8,6 +8,8 @@ import pytest
 
 from lifecycle.settings import (
     BUNDLED_WORKFLOWS_DIR,
+    DEFAULT_DB_MAX_OVERFLOW,
+    DEFAULT_DB_POOL_SIZE,
     Settings,
     SettingsError,
     async_database_url,
@@ -23,6 +25,7 @@ def test_defaults_are_an_sqlite_file_in_the_working_directory(tmp_path: Path) ->
     assert settings.calendars_dir == BUNDLED_WORKFLOWS_DIR / "calendars"
     assert settings.idempotency_ttl_hours == 24
     assert settings.log_level == "INFO"
+    assert (settings.db_pool_size, settings.db_max_overflow) == (DEFAULT_DB_POOL_SIZE, DEFAULT_DB_MAX_OVERFLOW)
 
 
 def test_values_come_from_the_environment(tmp_path: Path) -> None:
@@ -32,6 +35,8 @@ def test_values_come_from_the_environment(tmp_path: Path) -> None:
             "LIFECYCLE_WORKFLOWS_DIR": "defs",
             "LIFECYCLE_IDEMPOTENCY_TTL_HOURS": "48",
             "LIFECYCLE_LOG_LEVEL": "debug",
+            "LIFECYCLE_DB_POOL_SIZE": "5",
+            "LIFECYCLE_DB_MAX_OVERFLOW": "0",
         },
         cwd=tmp_path,
     )
@@ -41,6 +46,7 @@ def test_values_come_from_the_environment(tmp_path: Path) -> None:
     assert settings.calendars_dir == tmp_path.resolve() / "defs" / "calendars"
     assert settings.idempotency_ttl_hours == 48
     assert settings.log_level == "DEBUG"
+    assert (settings.db_pool_size, settings.db_max_overflow) == (5, 0)
 
 
 @pytest.mark.parametrize(
@@ -65,6 +71,9 @@ def test_urls_are_normalised_to_the_drivers(given: str, async_url: str, sync_url
         {"LIFECYCLE_IDEMPOTENCY_TTL_HOURS": "a day"},
         {"LIFECYCLE_IDEMPOTENCY_TTL_HOURS": "0"},
         {"LIFECYCLE_LOG_LEVEL": "loud"},
+        {"LIFECYCLE_DB_POOL_SIZE": "0"},
+        {"LIFECYCLE_DB_POOL_SIZE": "many"},
+        {"LIFECYCLE_DB_MAX_OVERFLOW": "-1"},
     ],
 )
 def test_unusable_values_are_refused(environ: dict[str, str], tmp_path: Path) -> None:
