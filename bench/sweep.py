@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import sys
@@ -145,6 +146,7 @@ async def _measure(url: str, concurrency: int | None = None) -> dict[str, Any]:
         sweeper = Sweeper(services, concurrency=concurrency)
         warm = await sweeper.tick(clock.now())
         assert not warm.fired and not warm.errors, warm.errors
+        gc.freeze()  # as the scheduler process does once started (lifecycle.scheduler.runner)
         claims = []
         for _ in range(5):
             # The claim statement alone, rolled back: the indexed "what is due" read and its writes.

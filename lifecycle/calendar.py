@@ -306,6 +306,10 @@ def _override_table(arrangement: YearArrangement) -> _YearTable:
     return _build_table(arrangement.year, "override", is_working, arrangement.names)
 
 
+_DUE_DATE_CACHE_SIZE = 65_536
+"""How many unpaused due-date answers a calendar remembers (then it starts again)."""
+
+
 def _weekdays_upto(ordinal: int) -> int:
     """The number of Mondays–Fridays from 0001-01-01 (a Monday, ordinal 1) to ``ordinal`` inclusive."""
     weeks, rest = divmod(ordinal, 7)
@@ -331,7 +335,7 @@ class WorkingCalendar:
     package years' tables are cached for the whole process).
     """
 
-    __slots__ = ("_before", "_exact", "_overrides", "_tables", "_total")
+    __slots__ = ("_before", "_due_dates", "_exact", "_overrides", "_tables", "_total")
 
     def __init__(self, overrides: Mapping[int, YearArrangement] | None = None) -> None:
         """Build a calendar from the package data plus ``overrides`` (year → arrangement).
@@ -358,6 +362,7 @@ class WorkingCalendar:
             before.append(before[-1] + tables[year].prefix[-1] - _weekdays_in_year(year))
         self._before: tuple[int, ...] = tuple(before)
         self._total = self._w(_MAX_ORDINAL)
+        self._due_dates: dict[tuple[int, int, bool], CalendarResult] = {}
 
     def __repr__(self) -> str:
         return f"WorkingCalendar(overrides={sorted(self._overrides)})"
@@ -522,6 +527,19 @@ class WorkingCalendar:
         if n == 0:
             return CalendarResult(date.fromordinal(origin), False)
         working = unit == "working_days"
+        if not pauses:
+            # The scheduler asks the same few questions for every deadline of a kind (due dates of each
+            # ladder level from the same start): the answer of an immutable calendar is remembered.
+            key = (origin, n, working)
+            cached = self._due_dates.get(key)
+            if cached is None:
+                if len(self._due_dates) >= _DUE_DATE_CACHE_SIZE:
+                    self._due_dates.clear()
+                cached = self._due_dates[key] = self._due_date(origin, n, working, ())
+            return cached
+        return self._due_date(origin, n, working, pauses)
+
+    def _due_date(self, origin: int, n: int, working: bool, pauses: Sequence[Pause]) -> CalendarResult:
         count: Callable[[int], int] = self._w if working else _identity
         cursor, remaining = origin, n
         for first, last in _paused_runs(pauses, origin):

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from lifecycle.clock import SHANGHAI, FrozenClock, end_of_local_day, ensure_utc
+from lifecycle.scheduler.sweep import DEFAULT_BATCH
 from lifecycle.services import Services
 from lifecycle.services.scheduling_views import TickReport
 from lifecycle.settings import Settings
@@ -96,7 +97,8 @@ def render_report(report: TickReport) -> list[str]:
         )
     lines.append(
         f"{len(report.redated)} re-dated, {len(report.opened)} opened, {len(report.fired)} fired, "
-        f"{report.lights} lights{' to refresh' if report.dry_run else ' refreshed'}, {len(report.errors)} errors"
+        f"{report.lights} lights{' to refresh' if report.dry_run else ' refreshed'}, "
+        f"{report.purged} expired idempotency records purged, {len(report.errors)} errors"
     )
     lines.extend(f"error: {e}" for e in report.errors)
     return lines
@@ -148,7 +150,9 @@ def scheduler(
         float | None,
         typer.Option(help="两次调度间隔秒数 / seconds between ticks (default $LIFECYCLE_SCHEDULER_INTERVAL or 60)"),
     ] = None,
-    batch: Annotated[int, typer.Option(help="每次认领的时限数 / deadlines claimed at a time")] = 100,
+    batch: Annotated[
+        int, typer.Option(help="每次认领并一并处理的时限数 / deadlines claimed and fired together")
+    ] = DEFAULT_BATCH,
     max_fires: Annotated[
         int | None, typer.Option(help="每次调度最多处理的时限数 / at most this many deadlines fired per tick")
     ] = None,

@@ -211,6 +211,14 @@ class FireResult:
     deadlines_changed: list[str] = field(default_factory=list)
     fields_changed: list[str] = field(default_factory=list)
 
+    def merged(self, later: FireResult) -> FireResult:
+        """What this call and a ``later`` one on the same project did together: ``later``'s state, and the
+        events and ids of both, in order (the store writes each row once, in its final form)."""
+        lists = {
+            name: [*getattr(self, name), *getattr(later, name)] for name in self.__dataclass_fields__ if name != "state"
+        }
+        return FireResult(state=later.state, **lists)
+
 
 @dataclass(frozen=True)
 class TriggerOption:

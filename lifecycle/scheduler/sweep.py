@@ -7,10 +7,13 @@ A tick, in order:
    (after a change, every open estimated deadline).
 2. **Obligations**: open the deadline of each period that has come due for every project that owes its
    report and has not filed it.
-3. **Deadlines**: claim the due deadlines in batches (a short transaction each) and fire each claimed one
-   through the service path (project lock, engine, escalation rows, notices, history, hooks). A tick after
-   downtime fires every level that came due meanwhile, once each, in order, and says how late.
+3. **Deadlines**: claim the due deadlines in batches (a short transaction each) and fire each claimed batch
+   through the service path in one transaction (projects locked together, engine, escalation rows,
+   notices, history, hooks; written in a few statements for the whole batch); a batch that fails is fired
+   again one deadline at a time. A tick after downtime fires every level that came due meanwhile, once
+   each, in order, and says how late.
 4. **Lights**: recompute the traffic lights not yet computed today.
+5. **Housekeeping**: delete the idempotency records past their expiry (24 h after their request).
 
 With ``dry_run`` every step computes what it would do and writes nothing (``lifecycle sweep --dry-run``):
 claims become plain reads, fires are computed on copies of the projects.
@@ -41,6 +44,10 @@ from lifecycle.store.scheduling import DueRef
 
 log = logging.getLogger("lifecycle.scheduler")
 
+DEFAULT_BATCH = 250
+"""Deadlines claimed, and fired together in one transaction, at a time: large enough that a batch's few
+statements cost little per deadline, small enough that the projects it locks are held briefly."""
+
 DEFAULT_LEASE = timedelta(minutes=5)
 """How long a claim keeps other schedulers off a deadline: longer than any fire takes; a claim whose holder
 died is taken again after it."""
@@ -66,10 +73,11 @@ class Sweeper:
     Args:
         services: the use cases (their clock is "now" unless a tick is given an instant).
         calendars_dir: the calendar override folder to watch (None: never reload the calendar).
-        batch: deadlines claimed per claim transaction.
+        batch: deadlines claimed per claim transaction, and fired together in one.
         max_fires: at most this many deadlines fired per tick (None: all that are due); the rest wait for the
             next tick, so one tick stays bounded after a long downtime.
-        concurrency: deadlines fired at once (each in its own transaction; 1 on SQLite, where writers queue).
+        concurrency: when a batch is fired one deadline at a time, how many at once (each in its own
+            transaction; 1 on SQLite, where writers queue).
         lease: how long a claim holds.
     """
 
@@ -78,7 +86,7 @@ class Sweeper:
         services: Services,
         *,
         calendars_dir: Path | None = None,
-        batch: int = 100,
+        batch: int = DEFAULT_BATCH,
         max_fires: int | None = None,
         concurrency: int | None = None,
         lease: timedelta = DEFAULT_LEASE,
@@ -121,6 +129,7 @@ class Sweeper:
         await self._step(report, "obligations", self._obligations(report, at, dry_run))
         await self._step(report, "deadlines", self._deadlines(report, at, dry_run))
         await self._step(report, "lights", self._lights(report, at, dry_run))
+        await self._step(report, "housekeeping", self._housekeeping(report, at, dry_run))
         return report
 
     async def _step(self, report: TickReport, name: str, work: Awaitable[Any]) -> None:
@@ -150,6 +159,9 @@ class Sweeper:
             return
         budget = self.max_fires
         seen: set[DueRef] = set()
+        # Up to ``concurrency`` claimed batches are fired at once, each in its own transaction on its own
+        # projects: while one waits for the database, the next is decided.
+        firing: set[asyncio.Task[None]] = set()
         while budget is None or budget > 0:
             size = self.batch if budget is None else min(self.batch, budget)
             claimed = await self.scheduling.claim(at, at + self.lease, size)
@@ -163,21 +175,34 @@ class Sweeper:
             seen.update(refs)
             if not refs:
                 break
-            await self._fire_all(report, refs, at)
+            firing.add(asyncio.create_task(self._fire_all(report, refs, at)))
+            if len(firing) >= self.concurrency:
+                done, firing = await asyncio.wait(firing, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # _fire_all handles the failures it expects; anything else is a bug to raise
             if budget is not None:
                 budget -= len(refs)
             if len(refs) < size:
                 break
+        await asyncio.gather(*firing)
 
     async def _fire_all(self, report: TickReport, refs: list[DueRef], at: datetime) -> None:
-        # Deadlines of one project go one after another (they would queue on its lock anyway); projects in
-        # parallel, each fire in its own transaction.
+        # The whole claimed batch in one transaction (cost follows what is due). If it fails — a level
+        # another scheduler recorded meanwhile, one broken project — nothing of it was written, and the
+        # deadlines are fired one by one instead, so that only the one in trouble is skipped.
+        try:
+            report.fired.extend(await self.scheduling.fire_deadlines(refs, at))
+            return
+        except Exception as error:
+            log.warning("firing %d deadlines together failed (%s); firing them one by one", len(refs), error)
         by_project: dict[str, list[DueRef]] = {}
         for ref in refs:
             by_project.setdefault(ref.project_id, []).append(ref)
         gate = asyncio.Semaphore(self.concurrency)
 
         async def fire_project(group: list[DueRef]) -> None:
+            # Deadlines of one project go one after another (they would queue on its lock anyway); projects
+            # in parallel, each fire in its own transaction.
             async with gate:
                 for ref in group:
                     report.fired.extend(await self._fire_one(report, ref, at))
@@ -200,6 +225,10 @@ class Sweeper:
 
     async def _lights(self, report: TickReport, at: datetime, dry_run: bool) -> None:
         report.lights = await self.scheduling.refresh_lights(at, dry_run=dry_run)
+
+    async def _housekeeping(self, report: TickReport, at: datetime, dry_run: bool) -> None:
+        if not dry_run:
+            report.purged = await self.services.purge_idempotency(at)
 
 
 async def sweep_once(

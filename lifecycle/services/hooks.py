@@ -1,22 +1,26 @@
 """Work that rides along with every change to a project, inside the same transaction.
 
 A use case that changes a project (create, update, any transition of the project, an item or a notice) ends
-by calling :meth:`Services._record_change`, which saves the aggregate, appends the events to the hash chain,
-and then awaits each registered :class:`ChangeHook` with the :class:`Change` just written. Hooks write rows
-only (never the network): the traffic light of the project, the webhook outbox rows of the events. Because
-they run before the single commit, a rollback drops their rows with the change (STYLE.md §5: work to do after
-commit is written as rows in the same transaction).
+by calling :meth:`Services._save_changes` with one change (the scheduler: with many). For each change it
+chains the events, then asks every registered :class:`ChangeHook` to :meth:`~ChangeHook.derive` what is
+stored with the project's own rows (the traffic light on the project row, the next fire time on each
+deadline row written), writes the project rows, children and events in a few statements for all the
+changes, and finally awaits each hook's :meth:`~ChangeHook.write` with all the changes (the webhook outbox
+rows of the events). Hooks write rows only, never the network. Because they run before the single commit, a
+rollback drops their rows with the change (STYLE.md §5: work to do after commit is written as rows in the
+same transaction).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lifecycle.engine.instance import FireResult, ProjectInstance
+from lifecycle.engine.instance import Event, FireResult, ProjectInstance
 from lifecycle.spec.models import Definition
 from lifecycle.store.events import EventRecord
 from lifecycle.store.projects import ProjectRecord
@@ -30,25 +34,57 @@ class Change:
         record: the project row after the change (its new version).
         instance: the project aggregate after the change.
         definition: the definition the project runs on.
-        result: what the engine did (None for changes made outside the engine, e.g. header edits).
+        result: what the engine did (empty for changes made outside the engine, e.g. a notice acknowledged);
+            a hook's :meth:`~ChangeHook.derive` may add to it (deadlines it closes), and what it lists is written.
         events: the events appended, with their ids and place in the chain.
         actor: the principal id that made the change (``system`` for the scheduler).
         now: the instant of the change.
-        derived: project columns a hook wrote (name → value, e.g. the traffic light), so that the caller's
-            answer shows them without reading the row again.
+        derived: project columns hooks derived (name → value, e.g. the traffic light): stored with the
+            project row, and shown in the caller's answer without reading the row again.
+        fire_times: the next fire time hooks derived for deadlines this change writes (id → instant, None:
+            nothing left to fire), stored with the deadline rows.
+    """
+
+    record: ProjectRecord
+    instance: ProjectInstance
+    definition: Definition
+    result: FireResult
+    events: list[EventRecord]
+    actor: str
+    now: datetime
+    derived: dict[str, Any] = field(default_factory=dict)
+    fire_times: dict[str, datetime | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """One project's change as the engine made it, not yet written (``Services._save_changes``).
+
+    Attributes:
+        record: the project row as read under this transaction's lock.
+        result: what the engine did (None for a change made outside it, e.g. a notice acknowledged).
+        events: the history events to append.
+        actor: the principal id making the change (``system`` for the scheduler).
+        header: header columns changed (:data:`~lifecycle.store.projects.HEADER_COLUMNS`), if any.
     """
 
     record: ProjectRecord
     instance: ProjectInstance
     definition: Definition
     result: FireResult | None
-    events: list[EventRecord]
+    events: Sequence[Event]
     actor: str
     now: datetime
-    derived: dict[str, Any] = field(default_factory=dict)
+    header: Mapping[str, Any] | None = None
 
 
 class ChangeHook(Protocol):
-    """Something that writes rows for every change, in the change's transaction."""
+    """Something that rides along with every change, in the change's transaction."""
 
-    async def __call__(self, session: AsyncSession, change: Change) -> None: ...
+    def derive(self, change: Change) -> None:
+        """Before anything is written: fill ``change.derived`` and ``change.fire_times`` (no I/O). The
+        change's ``record`` is the project row as it will be stored, its ``events`` are chained."""
+
+    async def write(self, session: AsyncSession, changes: Sequence[Change]) -> None:
+        """After the project rows, children and events of ``changes`` are written: write this hook's own
+        rows for all of them."""

@@ -66,6 +66,7 @@ from lifecycle.store.scheduling import (
 )
 
 from .authz import CallContext, Principal, owns
+from .hooks import PendingChange
 from .scheduling_hooks import light_json, next_fire_times
 from .scheduling_views import (
     EscalationNoticeView,
@@ -212,28 +213,62 @@ class Scheduling:
             IntegrityError: a level was recorded by someone else meanwhile (the transaction rolled back
                 whole; the caller may simply go on).
         """
+        return await self.fire_deadlines([ref], now)
+
+    async def fire_deadlines(self, refs: Sequence[DueRef], now: datetime) -> list[Fired]:
+        """:meth:`fire_deadline` for many deadlines in one transaction: their projects are locked together
+        (in id order) and loaded in a few queries, each deadline is decided as it would be alone, and all
+        the rows are written in a few statements whatever their number. The deadlines of one project are
+        decided one after another on its aggregate and written as one change.
+
+        This is what makes a tick's cost follow what is due: a thousand deadlines cost a few dozen
+        statements, not a few thousand.
+
+        Raises:
+            IntegrityError: a level was recorded by someone else meanwhile; the whole batch rolled back (the
+                caller fires its deadlines one by one, so that only the one already recorded is skipped).
+        """
+        by_project: dict[str, list[str]] = {}
+        for ref in refs:
+            by_project.setdefault(ref.project_id, []).append(ref.deadline_id)
+        fired: list[Fired] = []
         async with self.services.database.transaction() as session:
             projects = ProjectRepository(session)
-            record = await projects.lock(ref.project_id)
-            if record is None:
-                return []
-            compiled = await self.services.registry.compiled(session, record.definition_key, record.definition_version)
-            definition = compiled.definition
-            instance = await projects.instance(record, definition)
-            plan = self._plan(compiled, record, instance, ref.deadline_id, now)
-            repository = SchedulingRepository(session)
-            if plan.escalations:
-                for escalation in plan.escalations:
-                    await repository.add_escalation(escalation)
-                await repository.add_notices(plan.notices)
-                record = await projects.save(record, instance, plan.result, definition, now)
-                await self.services._record_change(
-                    session, record, instance, definition, plan.result, plan.events, SYSTEM, now
+            records = await projects.lock_many(by_project)
+            loaded = []
+            for record in records.values():
+                compiled = await self.services.registry.compiled(
+                    session, record.definition_key, record.definition_version
                 )
-            if ref.deadline_id not in plan.result.deadlines_changed:  # else the change hook scheduled it
-                times = next_fire_times(self.calendar, definition, instance, [ref.deadline_id])
-                await repository.schedule(ref.project_id, times or [(ref.deadline_id, None)])
-            return plan.fired
+                loaded.append((record, compiled))
+            instances = await projects.instances([(record, c.definition) for record, c in loaded])
+            pending: list[PendingChange] = []
+            escalation_rows: list[EscalationRecord] = []
+            notice_rows: list[NoticeRecord] = []
+            unscheduled: list[tuple[str, str, datetime | None]] = []
+            for record, compiled in loaded:
+                definition, instance = compiled.definition, instances[record.id]
+                result, events = FireResult(state=instance.state), []
+                for deadline_id in by_project[record.id]:
+                    plan = self._plan(compiled, record, instance, deadline_id, now)
+                    fired.extend(plan.fired)
+                    escalation_rows.extend(plan.escalations)
+                    notice_rows.extend(plan.notices)
+                    if plan.escalations:
+                        result = result.merged(plan.result)
+                        events.extend(plan.events)
+                    if deadline_id not in plan.result.deadlines_changed:  # else the change schedules it
+                        times = next_fire_times(self.calendar, definition, instance, [deadline_id])
+                        unscheduled.extend((record.id, d, at) for d, at in times or [(deadline_id, None)])
+                if events:
+                    pending.append(PendingChange(record, instance, definition, result, events, SYSTEM, now))
+            repository = SchedulingRepository(session)
+            await repository.add_escalations(escalation_rows)
+            await repository.add_notices(notice_rows)
+            await self.services._save_changes(session, pending)
+            changed = {(p.record.id, d) for p in pending for d in (p.result.deadlines_changed if p.result else [])}
+            await repository.schedule_many([row for row in unscheduled if row[:2] not in changed])
+        return fired
 
     async def preview_deadline(self, ref: DueRef, now: datetime) -> list[Fired]:
         """What :meth:`fire_deadline` would do now, computed on a copy; nothing is written."""
@@ -543,8 +578,7 @@ class Scheduling:
                 deadline.due_date, deadline.due_at, deadline.estimated = due.date, due.at, due.estimated
                 result.deadlines_changed.append(deadline_id)
             if write and changes:
-                record = await projects.save(record, instance, result, compiled.definition, now)
-                await self.services._record_change(
+                await self.services._save_change(
                     session, record, instance, compiled.definition, result, events, SYSTEM, now
                 )
             return changes
@@ -649,8 +683,7 @@ class Scheduling:
                             "late_by_seconds": late_by, "due_at": occurrence.due_at.isoformat(),
                             "deadline": deadline.id if deadline else None, "level": deadline.level if deadline else 0}),
             )  # fmt: skip
-            record = await ProjectRepository(session).save(record, instance, result, definition, now)
-            await self.services._record_change(session, record, instance, definition, result, events, principal.id, now)
+            await self.services._save_change(session, record, instance, definition, result, events, principal.id, now)
             return _report_view(report)
 
     async def obligations(self, ctx: CallContext, project_id: str, periods: int = 12) -> list[ObligationStatusView]:
@@ -828,8 +861,9 @@ class Scheduling:
                               "level": record.level, "recipient_kind": record.recipient_kind,
                               "recipient": record.recipient_id},
                     )  # fmt: skip
-                    await self.services._record_change(session, project, instance, definition, None, [event],
-                                                       principal.id, now)  # fmt: skip
+                    await self.services._save_change(
+                        session, project, instance, definition, None, [event], principal.id, now
+                    )
                     record = await repository.notice(notice_id) or record
             names = await _project_names(session, {record.project_id})
         return _notice_view(record, names)

@@ -9,7 +9,7 @@ item turns the light green in the same commit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,6 @@ from lifecycle.engine.instance import Deadline, ProjectInstance
 from lifecycle.engine.lights import Light, compute_light
 from lifecycle.engine.redate import parse_obligation_clock
 from lifecycle.spec.models import Definition, Ladder
-from lifecycle.store.scheduling import SchedulingRepository
 
 from .hooks import Change
 
@@ -57,43 +56,40 @@ def next_fire_times(
 
 
 class SchedulingHook:
-    """Writes the traffic light and the deadlines' next fire times of every change (a
-    :class:`~lifecycle.services.hooks.ChangeHook`)."""
+    """Derives the traffic light and the deadlines' next fire times of every change, and closes the reports
+    an ended project no longer owes (a :class:`~lifecycle.services.hooks.ChangeHook`: all of it is stored with
+    the change's own rows, so it writes nothing of its own)."""
 
     def __init__(self, engine: Engine) -> None:
         # The engine, not its calendar: the scheduler may swap in a calendar that knows a new year.
         self.engine = engine
 
-    async def __call__(self, session: AsyncSession, change: Change) -> None:
-        repository = SchedulingRepository(session)
+    def derive(self, change: Change) -> None:
         state = change.definition.lookup("states").get(change.instance.state)
         if state is not None and state.terminal:
-            await self._close_reports(repository, change)
+            _close_reports(change)
         light = compute_light(change.definition, change.instance, change.now)
         reasons = light_json(light)
         record = change.record
-        # An unchanged light is not written again: most changes leave it as it is, and what time alone moves
-        # is caught by the daily refresh (which keys on light_at, the last time the light was written).
-        if (record.light, record.light_reasons) != (light.color, reasons):
-            await repository.set_light(record.id, light.color, reasons, change.now)
         change.derived.update(light=light.color, light_reasons=reasons)
+        # light_at is when the light was last written: an unchanged light is not written again (most changes
+        # leave it as it is; what time alone moves is caught by the daily refresh, which keys on light_at).
+        if (record.light, record.light_reasons) != (light.color, reasons):
+            change.derived["light_at"] = change.now
         result = change.result
-        if result is None:
-            return
         touched = [*result.deadlines_opened, *result.deadlines_changed]
         if touched:
             times = next_fire_times(self.engine.calendar, change.definition, change.instance, touched)
-            await repository.schedule(change.record.id, times)
+            change.fire_times.update(times)
 
-    @staticmethod
-    async def _close_reports(repository: SchedulingRepository, change: Change) -> None:
-        """A project that has ended (终止, 完成) owes no more reports: the deadlines of its missing ones close,
-        so their ladders stop. (Clocks of the definition close by themselves: none runs in a final state.)"""
-        owed = [
-            d
-            for d in change.instance.deadlines.values()
-            if d.closed_at is None and parse_obligation_clock(d.clock) is not None
-        ]
-        for deadline in owed:
+    async def write(self, session: AsyncSession, changes: Sequence[Change]) -> None:
+        """Nothing: what this hook derives is stored with the change's rows."""
+
+
+def _close_reports(change: Change) -> None:
+    """A project that has ended (终止, 完成) owes no more reports: the deadlines of its missing ones close, so
+    their ladders stop. (Clocks of the definition close by themselves: none runs in a final state.)"""
+    for deadline in change.instance.deadlines.values():
+        if deadline.closed_at is None and parse_obligation_clock(deadline.clock) is not None:
             deadline.closed_at = change.now
-        await repository.close_deadlines(change.record.id, [d.id for d in owed], change.now)
+            change.result.deadlines_closed.append(deadline.id)

@@ -202,5 +202,7 @@ class TickReport:
     opened: list[OpenedObligation] = field(default_factory=list)
     fired: list[Fired] = field(default_factory=list)
     lights: int = 0
+    purged: int = 0
+    """Expired idempotency records deleted."""
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)

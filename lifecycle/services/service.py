@@ -51,15 +51,19 @@ from lifecycle.messages import register
 from lifecycle.settings import Settings
 from lifecycle.spec.models import Definition
 from lifecycle.store.db import Database
-from lifecycle.store.events import AuditFinding, EventRecord, EventRepository
+from lifecycle.store.events import AuditFinding, EventRecord, EventRepository, chain
 from lifecycle.store.idempotency import IdempotencyEntry, IdempotencyRepository
 from lifecycle.store.principals import PrincipalRecord, PrincipalRepository, TokenRecord, token_hash
 from lifecycle.store.projects import (
     MIRRORED_FIELDS,
+    AggregateWrite,
     ProjectHeader,
     ProjectQuery,
     ProjectRecord,
     ProjectRepository,
+    new_values,
+    record_of,
+    updated_values,
 )
 
 from .authz import (
@@ -73,7 +77,7 @@ from .authz import (
     unknown_roles,
     visibility,
 )
-from .hooks import Change, ChangeHook
+from .hooks import Change, ChangeHook, PendingChange
 from .inputs import CreateProject, ProjectChanges, ProjectFilters, check_header
 from .registry import DefinitionRegistry
 from .scheduling_hooks import SchedulingHook
@@ -192,7 +196,7 @@ class Services:
         workflows folder."""
         engine = Engine(WorkingCalendar.from_directory(settings.calendars_dir))
         return cls(
-            Database(settings.database_url),
+            Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow),
             engine=engine,
             clock=clock,
             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
@@ -252,8 +256,15 @@ class Services:
                 definition.key, compiled.version, project_id, principal.actor, now, fields=values
             )
             try:
-                record = await projects.insert(
-                    ProjectHeader(**header, created_by=principal.id), instance, definition, now
+                record = await self._save_new(
+                    session,
+                    ProjectHeader(**header, created_by=principal.id),
+                    instance,
+                    definition,
+                    result,
+                    result.events,
+                    principal.id,
+                    now,
                 )
             except IntegrityError as error:
                 # Two creators raced for the same code: the unique constraint caught the second.
@@ -262,9 +273,6 @@ class Services:
                         [Problem.of("project.code_taken", _where("code"), project_code=data.code)]
                     ) from None
                 raise
-            record = await self._record_change(
-                session, record, instance, definition, result, result.events, principal.id, now
-            )
             return _project_view(record, definition)
 
     async def get_project(self, ctx: CallContext, project_id: str) -> ProjectView:
@@ -373,8 +381,9 @@ class Services:
                         data={k: field_values.to_json(v) for k, v in header_changes.items()},
                     )
                 )
-            record = await projects.save(record, instance, result, definition, now, header=header_changes)
-            record = await self._record_change(session, record, instance, definition, result, events, principal.id, now)
+            record = await self._save_change(
+                session, record, instance, definition, result, events, principal.id, now, header=header_changes
+            )
             return _project_view(record, definition)
 
     async def available_transitions(self, ctx: CallContext, project_id: str) -> list[TriggerOption]:
@@ -411,8 +420,7 @@ class Services:
                 raise Forbidden("project", project_id, trigger)
             _check_version("project", project_id, expected_version, record.version)
             result = self.engine.fire(instance, trigger, principal.actor, now, data=data, comment=comment)
-            record = await ProjectRepository(session).save(record, instance, result, definition, now)
-            record = await self._record_change(
+            record = await self._save_change(
                 session, record, instance, definition, result, result.events, principal.id, now
             )
             return _project_view(record, definition)
@@ -479,8 +487,9 @@ class Services:
                 raise Forbidden("task", task_id, trigger)
             _check_version("task", task_id, expected_version, task.version)
             result = self.engine.fire_task(instance, task_id, trigger, principal.actor, now, data=data, comment=comment)
-            record = await ProjectRepository(session).save(record, instance, result, definition, now)
-            await self._record_change(session, record, instance, definition, result, result.events, principal.id, now)
+            record = await self._save_change(
+                session, record, instance, definition, result, result.events, principal.id, now
+            )
             return _task_view(await self._compiled(session, record), instance, instance.tasks[task_id], now)
 
     # --- deficiency notices and commitments ---------------------------------------------------------------
@@ -532,8 +541,9 @@ class Services:
                 raise Forbidden("notice", notice_id, trigger)
             _check_version("notice", notice_id, expected_version, notice.version)
             result = self.engine.fire_notice(instance, notice_id, trigger, principal.actor, now, comment=comment)
-            record = await ProjectRepository(session).save(record, instance, result, definition, now)
-            await self._record_change(session, record, instance, definition, result, result.events, principal.id, now)
+            record = await self._save_change(
+                session, record, instance, definition, result, result.events, principal.id, now
+            )
             return _notice_view(await self._compiled(session, record), instance, instance.notices[notice_id])
 
     async def list_commitments(self, ctx: CallContext, project_id: str) -> list[CommitmentView]:
@@ -660,11 +670,11 @@ class Services:
     # --- idempotency ------------------------------------------------------------------------------------
 
     async def idempotency_begin(self, principal_id: str, key: str, request_hash: str) -> IdempotencyEntry | None:
-        """Claim ``key`` for a request (its own transaction, committed at once so duplicates see it): None
-        if this call claimed it, else the record already stored (compare its ``request_hash``; replay it
-        when ``completed``, refuse while ``running``)."""
-        async with self.database.transaction() as session:
-            return await IdempotencyRepository(session).begin(
+        """Claim ``key`` for a request (autocommit: committed at once, so duplicates see it): None if this
+        call claimed it, else the record already stored (compare its ``request_hash``; replay it when
+        ``completed``, refuse while ``running``)."""
+        async with self.database.autocommit() as connection:
+            return await IdempotencyRepository(connection).begin(
                 principal_id, key, request_hash, self.now(), self.idempotency_ttl
             )
 
@@ -672,22 +682,24 @@ class Services:
         self, principal_id: str, key: str, status: int, headers: Sequence[tuple[str, str]], body: bytes
     ) -> bool:
         """Store the response of the request that claimed ``key``; False if it holds no running claim."""
-        async with self.database.transaction() as session:
-            return await IdempotencyRepository(session).complete(principal_id, key, status, headers, body, self.now())
+        async with self.database.autocommit() as connection:
+            repository = IdempotencyRepository(connection)
+            return await repository.complete(principal_id, key, status, headers, body, self.now())
 
     async def idempotency_release(self, principal_id: str, key: str) -> bool:
         """Drop a running claim (the request failed in a way a retry may fix)."""
-        async with self.database.transaction() as session:
-            return await IdempotencyRepository(session).release(principal_id, key)
+        async with self.database.autocommit() as connection:
+            return await IdempotencyRepository(connection).release(principal_id, key)
 
-    async def purge_idempotency(self) -> int:
-        """Delete expired idempotency records; how many."""
-        async with self.database.transaction() as session:
-            return await IdempotencyRepository(session).purge_expired(self.now())
+    async def purge_idempotency(self, now: datetime | None = None) -> int:
+        """Delete the idempotency records expired by ``now`` (default: the clock's now); how many. The
+        scheduler's tick calls it."""
+        async with self.database.autocommit() as connection:
+            return await IdempotencyRepository(connection).purge_expired(now or self.now())
 
     # --- internals --------------------------------------------------------------------------------------
 
-    async def _record_change(
+    async def _save_change(
         self,
         session: AsyncSession,
         record: ProjectRecord,
@@ -697,18 +709,84 @@ class Services:
         events: Sequence[Event],
         actor: str,
         now: datetime,
+        *,
+        header: Mapping[str, Any] | None = None,
     ) -> ProjectRecord:
-        """Append the change's events to the hash chain, then let every hook write its rows (same
-        transaction; see :mod:`.hooks`). The aggregate itself is saved by the caller. Returns the project row
-        with the derived columns hooks wrote (e.g. the traffic light)."""
-        # The row was read (or inserted) under this transaction's lock, so its chain head is current.
-        appended = await EventRepository(session).append(record.id, events, head=(record.event_seq, record.event_hash))
-        if appended:
-            record = replace(record, event_seq=appended[-1].seq, event_hash=appended[-1].hash)
-        change = Change(record, instance, definition, result, appended, actor, now)
+        """Write one change of a locked project (see :meth:`_save_changes`); the project row as now stored."""
+        pending = PendingChange(record, instance, definition, result, events, actor, now, header)
+        return (await self._save_changes(session, [pending]))[0]
+
+    async def _save_changes(self, session: AsyncSession, pending: Sequence[PendingChange]) -> list[ProjectRecord]:
+        """Write changes of locked projects (of one project each) in one go: chain their events, let every
+        hook derive what rides on the project's rows (the light, deadlines' next fire times), write the
+        project rows, children and events in a few statements for all of them, then let every hook write its
+        own rows (see :mod:`.hooks`). Returns each project's row as now stored, in order.
+
+        Raises:
+            StaleVersion: a project changed outside the caller's lock (see
+                :meth:`~lifecycle.store.projects.ProjectRepository.save_many`).
+        """
+        changes: list[Change] = []
+        writes: list[AggregateWrite] = []
+        for p in pending:
+            values = updated_values(p.record, p.instance, p.definition, p.now, p.header)
+            result = p.result or FireResult(state=p.instance.state)
+            change = self._derive(p.record, values, p.instance, p.definition, result, p.events, p.actor, p.now)
+            changes.append(change)
+            writes.append(AggregateWrite(p.record, values, p.instance, result, p.definition, change.fire_times))
+        await ProjectRepository(session).save_many(writes)
+        await self._finish(session, changes)
+        return [change.record for change in changes]
+
+    async def _save_new(
+        self,
+        session: AsyncSession,
+        header: ProjectHeader,
+        instance: ProjectInstance,
+        definition: Definition,
+        result: FireResult,
+        events: Sequence[Event],
+        actor: str,
+        now: datetime,
+    ) -> ProjectRecord:
+        """Store a new project as the engine started it, with its first events and what hooks derive."""
+        values = new_values(header, instance, definition, now)
+        genesis = record_of(values)
+        change = self._derive(genesis, values, instance, definition, result, events, actor, now)
+        await ProjectRepository(session).insert(
+            header, instance, definition, now, values=values, fire_times=change.fire_times
+        )
+        await self._finish(session, [change])
+        return change.record
+
+    def _derive(
+        self,
+        before: ProjectRecord,
+        values: dict[str, Any],
+        instance: ProjectInstance,
+        definition: Definition,
+        result: FireResult,
+        events: Sequence[Event],
+        actor: str,
+        now: datetime,
+    ) -> Change:
+        """The change as hooks see it: ``values`` (the project columns to store) gain the chain's new head and
+        what the hooks derive."""
+        # The row was read (or is inserted) under this transaction's lock, so its chain head is current.
+        chained = chain(before.id, (before.event_seq, before.event_hash), events)
+        if chained:
+            values.update(event_seq=chained[-1].seq, event_hash=chained[-1].hash)
+        change = Change(record_of(values, before), instance, definition, result, chained, actor, now)
         for hook in self.hooks:
-            await hook(session, change)
-        return replace(record, **change.derived) if change.derived else record
+            hook.derive(change)
+        values.update(change.derived)
+        return replace(change, record=record_of(values, before))
+
+    async def _finish(self, session: AsyncSession, changes: Sequence[Change]) -> None:
+        """After the project rows are written: their events, then every hook's own rows."""
+        await EventRepository(session).insert([event for change in changes for event in change.events])
+        for hook in self.hooks:
+            await hook.write(session, changes)
 
     async def _visible(self, session: AsyncSession, principal: Principal, project_id: str) -> ProjectRecord:
         record = await ProjectRepository(session).get(project_id)

@@ -133,13 +133,24 @@ class WebhookOutbox:
     def __init__(self, max_payload_bytes: int = WebhookSettings.max_payload_bytes) -> None:
         self.max_payload_bytes = max_payload_bytes
 
-    async def __call__(self, session: AsyncSession, change: Change) -> None:
-        if not change.events:
+    def derive(self, change: Change) -> None:
+        """Nothing: the outbox rows are the hook's own (:meth:`write`)."""
+
+    async def write(self, session: AsyncSession, changes: Sequence[Change]) -> None:
+        """The outbox rows of every event of ``changes`` for every enabled endpoint that wants it (one read
+        of the endpoints and one insert for all the changes)."""
+        if not any(change.events for change in changes):
             return
         repository = WebhookRepository(session)
         endpoints = await repository.endpoints(enabled_only=True)
         if not endpoints:
             return
+        rows: list[NewDelivery] = []
+        for change in changes:
+            rows.extend(self._deliveries(change, endpoints))
+        await repository.enqueue(rows, changes[0].now)
+
+    def _deliveries(self, change: Change, endpoints: Sequence[EndpointRecord]) -> list[NewDelivery]:
         record = change.record
         subject = Subject(
             definition_key=record.definition_key,
@@ -155,7 +166,7 @@ class WebhookOutbox:
                 continue
             body = payloads.body_of(payloads.project_event(change, event, snapshot), self.max_payload_bytes)
             rows.extend(NewDelivery(e.id, event.event_id, event_type, record.id, body, change.now) for e in wanted)
-        await repository.enqueue(rows, change.now)
+        return rows
 
     async def enqueue_event(
         self,

@@ -17,7 +17,7 @@ Migrating. A run selects the projects on its source version that match its filte
 that it is still on the source version and its outcome still pending, compute the move with the pure
 :func:`lifecycle.engine.migrate.migrate` (what moving means is documented there), and write — in the same
 transaction — the project (new version, state, opened items, recomputed deadlines, version counter), the
-``project.migrated`` history event through ``Services._record_change`` (so every change hook, the webhook
+``project.migrated`` history event through ``Services._save_change`` (so every change hook, the webhook
 outbox among them, sees it), and the outcome (``migrated`` or ``blocked`` with the reasons). A run killed at
 any point leaves every project either wholly on its old version or wholly on the new one, and is resumed by
 running it again (:meth:`WorkflowAdmin.run_migration`): it continues with the outcomes still pending; a
@@ -943,7 +943,12 @@ class WorkflowAdmin:
             else:
                 assert moved.instance is not None and moved.result is not None
                 definition = target.definition
-                saved = await projects.save(record, moved.instance, moved.result, definition, now)
+                # Saved as the target's, already in its new state: the hooks see the new version, and the step
+                # rows, which rebind rewrites below from the target's state, are left alone by the save.
+                rebound = replace(record, definition_version=target.version, state=moved.instance.state)
+                await services._save_change(
+                    session, rebound, moved.instance, definition, moved.result, moved.result.events, actor.id, now
+                )
                 state = definition.state(moved.instance.state)
                 await migrations.rebind(project_id, target.version, state.steps, moved.departments)
                 await migrations.drop(
@@ -952,10 +957,6 @@ class WorkflowAdmin:
                     notice_ids=moved.dropped_notices,
                     commitment_ids=moved.dropped_commitments,
                     deadline_ids=moved.dropped_deadlines,
-                )
-                saved = replace(saved, definition_version=target.version)
-                await services._record_change(
-                    session, saved, moved.instance, definition, moved.result, moved.result.events, actor.id, now
                 )
                 detail = {**_migration_detail(moved), "run_id": run.id}
                 await migrations.settle(

@@ -153,6 +153,41 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+def chain(project_id: str, head: tuple[int, str], new_events: Sequence[Event]) -> list[EventRecord]:
+    """``new_events`` numbered and hashed onto the chain whose head is ``head`` = (seq, hash): what
+    appending them stores. Pure; the last record is the new head."""
+    seq, prev_hash = head
+    records: list[EventRecord] = []
+    for event in new_events:
+        seq += 1
+        at = event.at.astimezone(UTC)
+        # The hashed content (content_of) is built directly: this runs for every event of every change.
+        content = {
+            "event_id": str(uuid.uuid4()),
+            "project_id": project_id,
+            "seq": seq,
+            "kind": event.kind,
+            "subject_kind": event.subject_kind,
+            "subject_id": event.subject_id,
+            "actor": event.actor,
+            "at": _instant(at),
+            "trigger": event.trigger,
+            "from_state": event.from_state,
+            "to_state": event.to_state,
+            "comment": event.comment,
+            "data": json_data(event.data),
+        }
+        digest = chain_hash(prev_hash, content)
+        records.append(
+            EventRecord(**{**content, "at": at, "prev_hash": prev_hash, "hash": digest})  # type: ignore[arg-type]
+        )
+        prev_hash = digest
+    return records
+
+
+_INSERT_EVENTS = events.insert()
+
+
 class EventRepository:
     """Appends to, reads and verifies the projects' event chains within the session's transaction."""
 
@@ -167,6 +202,7 @@ class EventRepository:
         The caller must hold the project's row lock (:meth:`ProjectRepository.lock`) or have inserted the
         project in this transaction: that is what keeps ``seq`` gap-free under concurrency. A caller that
         read the row under that lock passes its ``(event_seq, event_hash)`` as ``head`` and saves a query.
+        (A change of the project row stores the head with the row instead: :func:`chain` and :meth:`insert`.)
         """
         if not new_events:
             return []
@@ -177,35 +213,21 @@ class EventRepository:
                 )
             ).one()
             head = (int(row.event_seq), str(row.event_hash))
-        seq, prev_hash = head
-        records: list[EventRecord] = []
-        for event in new_events:
-            seq += 1
-            unhashed = EventRecord(
-                event_id=str(uuid.uuid4()),
-                project_id=project_id,
-                seq=seq,
-                kind=event.kind,
-                subject_kind=event.subject_kind,
-                subject_id=event.subject_id,
-                actor=event.actor,
-                at=event.at.astimezone(UTC),
-                trigger=event.trigger,
-                from_state=event.from_state,
-                to_state=event.to_state,
-                comment=event.comment,
-                data=json_data(event.data),
-                prev_hash=prev_hash,
-                hash="",
-            )
-            record = EventRecord(**{**unhashed.__dict__, "hash": chain_hash(prev_hash, content_of(unhashed))})
-            records.append(record)
-            prev_hash = record.hash
-        await self.session.execute(events.insert(), [{name: getattr(r, name) for name in _COLUMNS} for r in records])
+        records = chain(project_id, head, new_events)
+        await self.insert(records)
         await self.session.execute(
-            update(projects).where(projects.c.id == project_id).values(event_seq=seq, event_hash=prev_hash)
+            update(projects)
+            .where(projects.c.id == project_id)
+            .values(event_seq=records[-1].seq, event_hash=records[-1].hash)
         )
         return records
+
+    async def insert(self, records: Sequence[EventRecord]) -> None:
+        """Store chained events (of one project or several) in one statement; the caller moves each
+        project's head (``event_seq``, ``event_hash``) in the same transaction."""
+        if records:
+            rows = [{name: getattr(r, name) for name in _COLUMNS} for r in records]
+            await self.session.execute(_INSERT_EVENTS, rows)
 
     async def history(self, project_id: str, after_seq: int = 0, limit: int = 100) -> list[EventRecord]:
         """The project's events with ``seq > after_seq``, oldest first, at most ``limit``."""

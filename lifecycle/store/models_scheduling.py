@@ -22,7 +22,7 @@ The core tables gain three columns in this area's migration: ``projects.light_re
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -43,6 +43,7 @@ from .models import ID, NAME, Base
 from .types import JSONDocument, UTCDateTime
 
 __all__ = [
+    "NEVER",
     "Base",
     "Escalation",
     "EscalationNotice",
@@ -53,6 +54,10 @@ __all__ = [
     "obligation_reports",
     "scheduler_state",
 ]
+
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+"""``deadlines.next_fire_at`` of an open deadline the scheduler has nothing more to do for (ladder climbed,
+expiry fired, or neither configured)."""
 
 RECIPIENT_KINDS = ("unit", "leader", "department", "role")
 """Who a notice is addressed to: a project's unit, its lead county leader, the late item's department, or a

@@ -16,16 +16,15 @@ dates as ISO text) and read back typed with the definition's field specs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     String,
-    and_,
+    bindparam,
     delete,
     exists,
     false,
@@ -51,7 +50,9 @@ from lifecycle.engine.instance import (
 from lifecycle.errors import StaleVersion
 from lifecycle.spec.models import Definition
 
+from .children import CHILDREN_OF_MANY, CHILDREN_OF_ONE, split_rows
 from .models import commitments, deadlines, deficiency_notices, project_steps, projects, tasks
+from .models_scheduling import NEVER
 from .types import UTCDateTime
 
 GENESIS_HASH = "0" * 64
@@ -133,6 +134,7 @@ class ProjectRecord:
     created_by: str
     updated_at: datetime
     light_reasons: list[dict[str, Any]] | None = None
+    light_at: datetime | None = None
 
 
 _RECORD_COLUMNS = tuple(f.name for f in fields(ProjectRecord))
@@ -417,6 +419,124 @@ def _mirrored(instance: ProjectInstance) -> dict[str, Any]:
     return out
 
 
+# --- prebuilt statements ----------------------------------------------------------------------------------
+# Built once: a statement object made per call costs more Python than its round trip (construction and cache
+# key), and these run on every request and every scheduler fire.
+
+_SELECT_PROJECT = select(*(projects.c[name] for name in _RECORD_COLUMNS))
+_GET = _SELECT_PROJECT.where(projects.c.id == bindparam("project_id"))
+_LOCK = _GET.with_for_update()
+# Many rows locked in one statement, in id order, so two lockers of overlapping sets cannot deadlock.
+_LOCK_MANY = (
+    _SELECT_PROJECT.where(projects.c.id.in_(bindparam("project_ids", expanding=True)))
+    .order_by(projects.c.id)
+    .with_for_update()
+)
+
+
+_DELETE_STEP = delete(project_steps).where(
+    project_steps.c.project_id == bindparam("where_project"), project_steps.c.step == bindparam("where_step")
+)
+_UPDATE_PROJECT = update(projects).where(
+    projects.c.id == bindparam("where_id"), projects.c.version == bindparam("where_version")
+)
+_UPDATE_PROJECT_CHECKED = _UPDATE_PROJECT.returning(projects.c.id)
+_INSERT = {
+    table.name: table.insert() for table in (projects, project_steps, tasks, deficiency_notices, commitments, deadlines)
+}
+
+
+def _update_child(table: Any) -> Any:
+    return update(table).where(table.c.project_id == bindparam("where_project"), table.c.id == bindparam("where_id"))
+
+
+_UPDATE_CHILD = {table.name: _update_child(table) for table in (tasks, deficiency_notices, commitments, deadlines)}
+
+
+@dataclass(frozen=True)
+class AggregateWrite:
+    """What one change writes for one project (see :meth:`ProjectRepository.save_many`).
+
+    Attributes:
+        before: the project row as read under the lock.
+        values: the project columns to store (:func:`updated_values`, plus what rides along: the chain
+            head, the traffic light).
+        instance: the aggregate after the change.
+        result: what the engine opened, changed and closed.
+        fire_times: the next fire time of deadlines (id → instant; None: nothing left to fire), stored with
+            the deadline rows this change writes.
+    """
+
+    before: ProjectRecord
+    values: Mapping[str, Any]
+    instance: ProjectInstance
+    result: FireResult
+    definition: Definition
+    fire_times: Mapping[str, datetime | None] = field(default_factory=dict)
+
+
+def updated_values(
+    record: ProjectRecord,
+    instance: ProjectInstance,
+    definition: Definition,
+    now: datetime,
+    header: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The project columns a change of ``record`` into ``instance`` stores: state, derived phase, fields,
+    held-from state, version, mirrored header columns, ``header`` changes and ``updated_at``."""
+    unknown = set(header or {}) - set(HEADER_COLUMNS)
+    if unknown:
+        raise ValueError(f"not header columns: {sorted(unknown)}")
+    phase, _ = _derived(definition, instance.state)
+    return {
+        **dict(header or {}),
+        **_mirrored(instance),
+        "state": instance.state,
+        "phase": phase,
+        "fields": _json_dict(instance.fields),
+        "held_from": instance.held_from,
+        "version": instance.version,
+        "updated_at": now,
+    }
+
+
+def new_values(
+    header: ProjectHeader, instance: ProjectInstance, definition: Definition, now: datetime
+) -> dict[str, Any]:
+    """Every column of a new project's row (as :meth:`lifecycle.engine.core.Engine.start` made it)."""
+    phase, _ = _derived(definition, instance.state)
+    return {
+        **{name: getattr(header, name) for name in HEADER_COLUMNS},
+        **_mirrored(instance),
+        "id": instance.id,
+        "definition_key": instance.definition_key,
+        "definition_version": instance.definition_version,
+        "state": instance.state,
+        "phase": phase,
+        "fields": _json_dict(instance.fields),
+        "held_from": instance.held_from,
+        "light": None,
+        "light_reasons": None,
+        "light_at": None,
+        "version": instance.version,
+        "event_seq": 0,
+        "event_hash": GENESIS_HASH,
+        "created_at": now,
+        "created_by": header.created_by,
+        "updated_at": now,
+    }
+
+
+def record_of(values: Mapping[str, Any], before: ProjectRecord | None = None) -> ProjectRecord:
+    """The project row as it reads once ``values`` are stored (over ``before``, for an update)."""
+    if before is None:
+        return ProjectRecord(**{name: values[name] for name in _RECORD_COLUMNS})
+    return replace(before, **{name: value for name, value in values.items() if name in _RECORD_NAMES})
+
+
+_RECORD_NAMES = frozenset(_RECORD_COLUMNS)
+
+
 class ProjectRepository:
     """Projects and their aggregates within the session's transaction."""
 
@@ -425,19 +545,24 @@ class ProjectRepository:
 
     # --- reading ----------------------------------------------------------------------------------------
 
-    def _select(self) -> Select[Any]:
-        return select(*(projects.c[name] for name in _RECORD_COLUMNS))
-
     async def get(self, project_id: str) -> ProjectRecord | None:
         """The project row ``project_id`` without locking it, or None."""
-        row = (await self.session.execute(self._select().where(projects.c.id == project_id))).first()
+        row = (await self.session.execute(_GET, {"project_id": project_id})).first()
         return _project(row) if row else None
 
     async def lock(self, project_id: str) -> ProjectRecord | None:
         """The project row, locked for the rest of the transaction (``FOR UPDATE`` on PostgreSQL), or None."""
-        statement = self._select().where(projects.c.id == project_id).with_for_update()
-        row = (await self.session.execute(statement)).first()
+        row = (await self.session.execute(_LOCK, {"project_id": project_id})).first()
         return _project(row) if row else None
+
+    async def lock_many(self, project_ids: Iterable[str]) -> dict[str, ProjectRecord]:
+        """The rows of those of ``project_ids`` that exist, locked (in id order) for the rest of the
+        transaction."""
+        wanted = sorted(set(project_ids))
+        if not wanted:
+            return {}
+        rows = await self.session.execute(_LOCK_MANY, {"project_ids": wanted})
+        return {record.id: record for record in map(_project, rows)}
 
     async def is_visible(self, project_id: str, visibility: Visibility) -> bool:
         """Whether the project exists and ``visibility`` lets its holder see it."""
@@ -452,39 +577,18 @@ class ProjectRepository:
         return (await self.session.scalar(query.limit(1))) is not None
 
     async def instance(self, record: ProjectRecord, definition: Definition) -> ProjectInstance:
-        """The whole aggregate of ``record`` as the engine's :class:`ProjectInstance`."""
-        project_id = record.id
-        task_rows = await self.session.execute(
-            select(tasks).where(tasks.c.project_id == project_id).order_by(tasks.c.opened_at, tasks.c.id)
-        )
-        notice_rows = await self.session.execute(
-            select(deficiency_notices)
-            .where(deficiency_notices.c.project_id == project_id)
-            .order_by(deficiency_notices.c.issued_at, deficiency_notices.c.id)
-        )
-        commitment_rows = await self.session.execute(
-            select(commitments)
-            .where(commitments.c.project_id == project_id)
-            .order_by(commitments.c.recorded_at, commitments.c.id)
-        )
-        deadline_rows = await self.session.execute(
-            select(deadlines)
-            .where(deadlines.c.project_id == project_id)
-            .order_by(deadlines.c.started_on, deadlines.c.id)
-        )
-        return ProjectInstance(
-            id=project_id,
-            definition_key=record.definition_key,
-            definition_version=record.definition_version,
-            state=record.state,
-            fields=fields_from_json(definition, record.fields),
-            held_from=record.held_from,
-            tasks={t.id: t for t in map(_task, task_rows)},
-            notices={n.id: n for n in map(_notice, notice_rows)},
-            commitments={c.id: c for c in map(_commitment, commitment_rows)},
-            deadlines={d.id: d for d in map(deadline_from_row, deadline_rows)},
-            version=record.version,
-        )
+        """The whole aggregate of ``record`` as the engine's :class:`ProjectInstance` (its child rows in one
+        query, see :mod:`.children`)."""
+        rows = split_rows(await self.session.execute(CHILDREN_OF_ONE, {"project_id": record.id}))
+        return _instance(record, definition, rows.get(record.id, {}))
+
+    async def instances(self, records: Sequence[tuple[ProjectRecord, Definition]]) -> dict[str, ProjectInstance]:
+        """The aggregates of several projects (id → instance), in one query whatever their number."""
+        if not records:
+            return {}
+        params = {"project_ids": sorted({record.id for record, _ in records})}
+        rows = split_rows(await self.session.execute(CHILDREN_OF_MANY, params))
+        return {record.id: _instance(record, definition, rows.get(record.id, {})) for record, definition in records}
 
     async def load(
         self, project_id: str, definition_for: DefinitionFor
@@ -523,7 +627,7 @@ class ProjectRepository:
     ) -> tuple[list[ProjectRecord], bool]:
         """Visible projects matching ``query`` in (created_at, id) order, starting after the key ``after``;
         and whether more follow."""
-        statement = self._select().where(visibility.clause(), *_filters(query))
+        statement = _SELECT_PROJECT.where(visibility.clause(), *_filters(query))
         if after is not None:
             created_at, project_id = after
             key = tuple_(literal(created_at, UTCDateTime()), literal(project_id, String()))
@@ -540,40 +644,29 @@ class ProjectRepository:
         instance: ProjectInstance,
         definition: Definition,
         now: datetime,
+        *,
+        values: Mapping[str, Any] | None = None,
+        fire_times: Mapping[str, datetime | None] | None = None,
     ) -> ProjectRecord:
         """Store a new project (as :meth:`lifecycle.engine.core.Engine.start` made it) with its whole
-        aggregate."""
-        phase, steps = _derived(definition, instance.state)
-        values: dict[str, Any] = {
-            **{name: getattr(header, name) for name in HEADER_COLUMNS},
-            **_mirrored(instance),
-            "id": instance.id,
-            "definition_key": instance.definition_key,
-            "definition_version": instance.definition_version,
-            "state": instance.state,
-            "phase": phase,
-            "fields": _json_dict(instance.fields),
-            "held_from": instance.held_from,
-            "light": None,
-            "light_reasons": None,
-            "version": instance.version,
-            "event_seq": 0,
-            "event_hash": GENESIS_HASH,
-            "created_at": now,
-            "created_by": header.created_by,
-            "updated_at": now,
-        }
-        await self.session.execute(projects.insert().values(**values))
-        await self._write_steps(instance.id, steps)
+        aggregate. ``values`` overrides columns of :func:`new_values` (the chain head, the light);
+        ``fire_times`` gives its deadlines' next fire times."""
+        row = {**new_values(header, instance, definition, now), **dict(values or {})}
+        await self.session.execute(_INSERT[projects.name], row)
+        _, steps = _derived(definition, instance.state)
+        await self._write_steps(added=[(instance.id, step) for step in steps], removed=[])
+        write = AggregateWrite(
+            before=record_of(row), values=row, instance=instance, result=FireResult(state=instance.state),
+            definition=definition, fire_times=fire_times or {},
+        )  # fmt: skip
         await self._insert_children(
-            instance,
-            definition,
-            task_ids=instance.tasks,
-            notice_ids=instance.notices,
-            commitment_ids=instance.commitments,
-            deadline_ids=instance.deadlines,
+            [write],
+            tasks_of=lambda w: w.instance.tasks,
+            notices_of=lambda w: w.instance.notices,
+            commitments_of=lambda w: w.instance.commitments,
+            deadlines_of=lambda w: w.instance.deadlines,
         )
-        return _project_from_values(values)
+        return record_of(row)
 
     async def save(
         self,
@@ -585,117 +678,149 @@ class ProjectRepository:
         *,
         header: Mapping[str, Any] | None = None,
     ) -> ProjectRecord:
-        """Write what one engine call changed: exactly the tasks, notices, commitments and deadlines
-        ``result`` lists, and the project row (state, fields, held-from, version, phase, steps, header
-        ``header`` changes, ``updated_at``). Returns the project row as now stored.
+        """Write what one engine call changed (see :meth:`save_many`); returns the project row as now stored.
 
         Raises:
-            StaleVersion: the row's version is no longer the one ``record`` was read with (it was changed
-                outside this transaction's lock — never the case when the caller locked it).
+            StaleVersion: the row's version is no longer the one ``record`` was read with.
         """
-        phase, steps = _derived(definition, instance.state)
-        values: dict[str, Any] = {
-            **dict(header or {}),
-            **_mirrored(instance),
-            "state": instance.state,
-            "phase": phase,
-            "fields": _json_dict(instance.fields),
-            "held_from": instance.held_from,
-            "version": instance.version,
-            "updated_at": now,
-        }
-        unknown = set(header or {}) - set(HEADER_COLUMNS)
-        if unknown:
-            raise ValueError(f"not header columns: {sorted(unknown)}")
-        updated = await self.session.execute(
-            update(projects)
-            .where(projects.c.id == record.id, projects.c.version == record.version)
-            .values(**values)
-            .returning(projects.c.id)
-        )
-        if updated.first() is None:
-            current = await self.session.scalar(select(projects.c.version).where(projects.c.id == record.id))
-            raise StaleVersion("project", record.id, str(record.version), str(current))
-        if record.state != instance.state:
-            await self._write_steps(record.id, steps, replace_existing=True)
+        values = updated_values(record, instance, definition, now, header)
+        await self.save_many([AggregateWrite(record, values, instance, result, definition)])
+        return record_of(values, record)
 
-        opened_tasks, opened_notices = set(result.tasks_opened), set(result.notices_opened)
-        opened_deadlines = set(result.deadlines_opened)
+    async def save_many(self, writes: Sequence[AggregateWrite]) -> None:
+        """Write what changes of one or more projects changed, in a few statements for all of them: each
+        project row (its ``values``, guarded by the version it was read with), its step rows that changed,
+        and exactly the tasks, notices, commitments and deadlines each ``result`` lists.
+
+        Raises:
+            StaleVersion: a project's version is no longer the one it was read with (changed outside this
+                transaction's lock — never the case when the caller locked it). With several writes the
+                guard is the lock alone: the rows are written in one batch that reports no per-row count.
+        """
+        if not writes:
+            return
+        await self._update_projects(writes)
+        # The step rows mirror the state's steps: only the difference is written.
+        added: list[tuple[str, int]] = []
+        removed: list[tuple[str, int]] = []
+        for write in writes:
+            if write.before.state != write.instance.state:
+                _, before = _derived(write.definition, write.before.state)
+                _, after = _derived(write.definition, write.instance.state)
+                added += [(write.before.id, step) for step in after if step not in before]
+                removed += [(write.before.id, step) for step in before if step not in after]
+        await self._write_steps(added=added, removed=removed)
+
         # The engine reports recorded and verified commitments alike: which are new is the store's question.
-        stored_commitments = await self._existing(commitments, record.id, result.commitments_changed)
-        new_commitments = [cid for cid in _ordered(result.commitments_changed) if cid not in stored_commitments]
-        await self._insert_children(
-            instance,
-            definition,
-            task_ids=_ordered(result.tasks_opened),
-            notice_ids=_ordered(result.notices_opened),
-            commitment_ids=new_commitments,
-            deadline_ids=_ordered(result.deadlines_opened),
-        )
-        pid = record.id
-        for task_id in _ordered(result.tasks_changed):
-            if task_id not in opened_tasks:
-                # The department was fixed when the task opened; the row keeps it.
-                values_of_task = _task_values(pid, instance.tasks[task_id], None)
-                await self._update(tasks, pid, task_id, values_of_task, skip=("department",))
-        for notice_id in _ordered(result.notices_changed):
-            if notice_id not in opened_notices:
-                await self._update(deficiency_notices, pid, notice_id, _notice_values(pid, instance.notices[notice_id]))
-        for commitment_id in _ordered(result.commitments_changed):
-            if commitment_id in stored_commitments:
-                commitment = instance.commitments[commitment_id]
-                await self._update(commitments, pid, commitment_id, _commitment_values(pid, commitment))
-        # A deadline opened and closed by the same call was inserted in its final form above.
-        for deadline_id in _ordered([*result.deadlines_changed, *result.deadlines_closed]):
-            if deadline_id not in opened_deadlines:
-                deadline = instance.deadlines[deadline_id]
-                await self._update(deadlines, pid, deadline_id, _deadline_values(pid, deadline))
-        return replace(record, **values)
+        stored_commitments: dict[str, set[str]] = {}
+        for write in writes:
+            if write.result.commitments_changed:
+                stored_commitments[write.before.id] = await self._existing(
+                    commitments, write.before.id, write.result.commitments_changed
+                )
 
-    async def set_light(self, project_id: str, light: str | None) -> None:
-        """Store the project's traffic light (红黄绿灯), computed elsewhere."""
-        await self.session.execute(update(projects).where(projects.c.id == project_id).values(light=light))
+        def new_commitments(w: AggregateWrite) -> list[str]:
+            stored = stored_commitments.get(w.before.id, set())
+            return [cid for cid in _ordered(w.result.commitments_changed) if cid not in stored]
+
+        await self._insert_children(
+            writes,
+            tasks_of=lambda w: _ordered(w.result.tasks_opened),
+            notices_of=lambda w: _ordered(w.result.notices_opened),
+            commitments_of=new_commitments,
+            deadlines_of=lambda w: _ordered(w.result.deadlines_opened),
+        )
+        changed: dict[str, list[Mapping[str, Any]]] = {}
+        for write in writes:
+            pid, instance, result = write.before.id, write.instance, write.result
+            opened_tasks, opened_notices = set(result.tasks_opened), set(result.notices_opened)
+            opened_deadlines = set(result.deadlines_opened)
+            for task_id in _ordered(result.tasks_changed):
+                if task_id not in opened_tasks:
+                    # The department was fixed when the task opened; the row keeps it.
+                    row = _task_values(pid, instance.tasks[task_id], None)
+                    del row["department"]
+                    changed.setdefault(tasks.name, []).append(row)
+            for notice_id in _ordered(result.notices_changed):
+                if notice_id not in opened_notices:
+                    changed.setdefault(deficiency_notices.name, []).append(
+                        _notice_values(pid, instance.notices[notice_id])
+                    )
+            stored = stored_commitments.get(pid, set())
+            for commitment_id in _ordered(result.commitments_changed):
+                if commitment_id in stored:
+                    changed.setdefault(commitments.name, []).append(
+                        _commitment_values(pid, instance.commitments[commitment_id])
+                    )
+            # A deadline opened and closed by the same call was inserted in its final form.
+            for deadline_id in _ordered([*result.deadlines_changed, *result.deadlines_closed]):
+                if deadline_id not in opened_deadlines:
+                    changed.setdefault(deadlines.name, []).append(
+                        _deadline_row(pid, instance.deadlines[deadline_id], write.fire_times)
+                    )
+        for table_name, rows in changed.items():
+            await self._update_children(table_name, rows)
 
     # --- internals --------------------------------------------------------------------------------------
 
-    async def _write_steps(self, project_id: str, steps: Sequence[int], *, replace_existing: bool = False) -> None:
-        if replace_existing:
-            await self.session.execute(delete(project_steps).where(project_steps.c.project_id == project_id))
-        if steps:
-            await self.session.execute(
-                project_steps.insert(), [{"project_id": project_id, "step": step} for step in steps]
-            )
+    async def _update_projects(self, writes: Sequence[AggregateWrite]) -> None:
+        if len(writes) == 1:
+            write = writes[0]
+            params = {**write.values, "where_id": write.before.id, "where_version": write.before.version}
+            updated = await self.session.execute(_UPDATE_PROJECT_CHECKED, params)
+            if updated.first() is None:
+                current = await self.session.scalar(select(projects.c.version).where(projects.c.id == write.before.id))
+                raise StaleVersion("project", write.before.id, str(write.before.version), str(current))
+            return
+        for rows in _by_columns(
+            {**w.values, "where_id": w.before.id, "where_version": w.before.version} for w in writes
+        ):
+            await self.session.execute(_UPDATE_PROJECT, rows)
+
+    async def _update_children(self, table_name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        statement = _UPDATE_CHILD[table_name]
+        params = [
+            {"where_project": row["project_id"], "where_id": row["id"]}
+            | {k: v for k, v in row.items() if k not in ("project_id", "id")}
+            for row in rows
+        ]
+        for group in _by_columns(params):
+            await self.session.execute(statement, group)
+
+    async def _write_steps(self, *, added: Sequence[tuple[str, int]], removed: Sequence[tuple[str, int]]) -> None:
+        if removed:
+            await self.session.execute(_DELETE_STEP, [{"where_project": p, "where_step": n} for p, n in removed])
+        if added:
+            await self.session.execute(_INSERT[project_steps.name], [{"project_id": p, "step": n} for p, n in added])
 
     async def _insert_children(
         self,
-        instance: ProjectInstance,
-        definition: Definition,
+        writes: Sequence[AggregateWrite],
         *,
-        task_ids: Iterable[str],
-        notice_ids: Iterable[str],
-        commitment_ids: Iterable[str],
-        deadline_ids: Iterable[str],
+        tasks_of: Callable[[AggregateWrite], Iterable[str]],
+        notices_of: Callable[[AggregateWrite], Iterable[str]],
+        commitments_of: Callable[[AggregateWrite], Iterable[str]],
+        deadlines_of: Callable[[AggregateWrite], Iterable[str]],
     ) -> None:
+        task_rows, notice_rows, commitment_rows, deadline_rows = [], [], [], []
+        for w in writes:
+            pid, instance = w.before.id, w.instance
+            task_rows += [
+                _task_values(pid, instance.tasks[i], _department(w.definition, instance.tasks[i])) for i in tasks_of(w)
+            ]
+            notice_rows += [_notice_values(pid, instance.notices[i]) for i in notices_of(w)]
+            commitment_rows += [_commitment_values(pid, instance.commitments[i]) for i in commitments_of(w)]
+            deadline_rows += [_deadline_row(pid, instance.deadlines[i], w.fire_times) for i in deadlines_of(w)]
         # Tasks first: notices and commitments refer to them.
-        pid = instance.id
-        new_tasks = [instance.tasks[i] for i in task_ids]
-        batches = (
-            (tasks, [_task_values(pid, task, _department(definition, task)) for task in new_tasks]),
-            (deficiency_notices, [_notice_values(pid, instance.notices[i]) for i in notice_ids]),
-            (commitments, [_commitment_values(pid, instance.commitments[i]) for i in commitment_ids]),
-            (deadlines, [_deadline_values(pid, instance.deadlines[i]) for i in deadline_ids]),
-        )
-        for table, rows in batches:
+        for table, rows in (
+            (tasks, task_rows),
+            (deficiency_notices, notice_rows),
+            (commitments, commitment_rows),
+        ):
             if rows:
-                await self.session.execute(table.insert(), rows)
-
-    async def _update(
-        self, table: Any, project_id: str, row_id: str, values: dict[str, Any], skip: tuple[str, ...] = ()
-    ) -> None:
-        changes = {k: v for k, v in values.items() if k not in ("project_id", "id", *skip)}
-        await self.session.execute(
-            update(table).where(and_(table.c.project_id == project_id, table.c.id == row_id)).values(**changes)
-        )
+                await self.session.execute(_INSERT[table.name], rows)
+        for group in _by_columns(deadline_rows):
+            await self.session.execute(_INSERT[deadlines.name], group)
 
     async def _existing(self, table: Any, project_id: str, ids: Sequence[str]) -> set[str]:
         if not ids:
@@ -706,9 +831,40 @@ class ProjectRepository:
         return {cast(str, row.id) for row in rows}
 
 
+def _instance(record: ProjectRecord, definition: Definition, rows: Mapping[str, Iterable[Any]]) -> ProjectInstance:
+    """The aggregate of ``record`` from its child rows by table (:func:`.children.split_rows`)."""
+    return ProjectInstance(
+        id=record.id,
+        definition_key=record.definition_key,
+        definition_version=record.definition_version,
+        state=record.state,
+        fields=fields_from_json(definition, record.fields),
+        held_from=record.held_from,
+        tasks={t.id: t for t in map(_task, rows.get("tasks", ()))},
+        notices={n.id: n for n in map(_notice, rows.get("notices", ()))},
+        commitments={c.id: c for c in map(_commitment, rows.get("commitments", ()))},
+        deadlines={d.id: d for d in map(deadline_from_row, rows.get("deadlines", ()))},
+        version=record.version,
+    )
+
+
+def _deadline_row(project_id: str, deadline: Deadline, fire_times: Mapping[str, datetime | None]) -> dict[str, Any]:
+    """A deadline's row; with its next fire time when the change computed one (None: nothing left to fire,
+    stored as the far-future ``NEVER``), else without touching it."""
+    row = _deadline_values(project_id, deadline)
+    if deadline.id in fire_times:
+        row["next_fire_at"] = fire_times[deadline.id] or NEVER
+    return row
+
+
+def _by_columns(rows: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``rows`` grouped by their set of keys, in first-seen order: an executemany needs the same columns in
+    every row."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    return list(groups.values())
+
+
 def _ordered(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
-
-
-def _project_from_values(values: Mapping[str, Any]) -> ProjectRecord:
-    return ProjectRecord(**{name: values[name] for name in _RECORD_COLUMNS})

@@ -19,12 +19,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     and_,
+    bindparam,
     exists,
     false,
     func,
@@ -42,12 +43,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lifecycle.engine.instance import Deadline
 
 from .models import deadlines, definitions, events, projects
-from .models_scheduling import escalation_notices, escalations, obligation_reports, scheduler_state
+from .models_scheduling import NEVER, escalation_notices, escalations, obligation_reports, scheduler_state
 from .projects import _deadline_values
-
-NEVER = datetime(9999, 12, 31, tzinfo=UTC)
-"""``next_fire_at`` of an open deadline the scheduler has nothing more to do for (ladder climbed, expiry
-fired, or neither configured)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +139,16 @@ def _fields(cls: Any, row: Any) -> Any:
     return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
 
 
+# The SET clause comes from the parameters (next_fire_at).
+_SCHEDULE = update(deadlines).where(
+    deadlines.c.project_id == bindparam("where_project"), deadlines.c.id == bindparam("where_id")
+)
+
+
+_INSERT_ESCALATIONS = escalations.insert()
+_INSERT_NOTICES = escalation_notices.insert()
+
+
 class SchedulingRepository:
     """The scheduling area's queries within the session's transaction."""
 
@@ -211,12 +218,14 @@ class SchedulingRepository:
 
     async def schedule(self, project_id: str, times: Iterable[tuple[str, datetime | None]]) -> None:
         """Set the next fire time of deadlines of one project (None: nothing left, stored as NEVER)."""
-        for deadline_id, at in times:
-            await self.session.execute(
-                update(deadlines)
-                .where(deadlines.c.project_id == project_id, deadlines.c.id == deadline_id)
-                .values(next_fire_at=at or NEVER)
-            )
+        await self.schedule_many([(project_id, deadline_id, at) for deadline_id, at in times])
+
+    async def schedule_many(self, times: Sequence[tuple[str, str, datetime | None]]) -> None:
+        """Set the next fire time of deadlines (project id, deadline id, instant or None for NEVER), in one
+        statement."""
+        if times:
+            rows = [{"where_project": p, "where_id": d, "next_fire_at": at or NEVER} for p, d, at in times]
+            await self.session.execute(_SCHEDULE, rows)
 
     async def close_deadlines(self, project_id: str, deadline_ids: Sequence[str], at: datetime) -> None:
         """Close open deadlines of one project (the caller holds the project's lock)."""
@@ -249,9 +258,16 @@ class SchedulingRepository:
         constraint: the caller's transaction then fails whole (exactly once)."""
         await self.session.execute(escalations.insert().values(**record.__dict__))
 
-    async def add_notices(self, records: Sequence[NoticeRecord]) -> None:
+    async def add_escalations(self, records: Sequence[EscalationRecord]) -> None:
+        """Store escalations in one statement (see :meth:`add_escalation`: a level stored twice fails the
+        whole transaction)."""
         if records:
-            await self.session.execute(escalation_notices.insert(), [r.__dict__ for r in records])
+            await self.session.execute(_INSERT_ESCALATIONS, [r.__dict__ for r in records])
+
+    async def add_notices(self, records: Sequence[NoticeRecord]) -> None:
+        """Store escalation notices in one statement."""
+        if records:
+            await self.session.execute(_INSERT_NOTICES, [r.__dict__ for r in records])
 
     async def escalations_of(self, project_id: str, deadline_id: str | None = None) -> list[EscalationRecord]:
         """A project's escalations (of one deadline), in the order they fired."""

@@ -23,7 +23,7 @@ from lifecycle.services.scheduling import Scheduling
 from lifecycle.services.scheduling_views import TickReport
 from lifecycle.store.models import deadlines, events
 from lifecycle.store.models_scheduling import escalation_notices, escalations
-from lifecycle.store.projects import ProjectHeader, ProjectRepository
+from lifecycle.store.projects import ProjectHeader
 from tests.support.walker import advance_to, satisfying_fields
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -95,9 +95,8 @@ class Clockwork:
             lead_leader=lead_leader, implementing_unit=implementing_unit,
         )  # fmt: skip
         async with services.database.transaction() as session:
-            record = await ProjectRepository(session).insert(header, instance, definition, at)
             result = FireResult(state=instance.state, deadlines_opened=list(instance.deadlines))
-            await services._record_change(session, record, instance, definition, result, history, "seed", at)
+            await services._save_new(session, header, instance, definition, result, history, "seed", at)
         return project_id
 
     async def escalations(self, project_id: str, deadline_id: str | None = None) -> list[Any]:

@@ -30,6 +30,7 @@ from lifecycle.store import (
     ProjectRepository,
 )
 from lifecycle.store.models import project_steps, projects
+from lifecycle.store.projects import AggregateWrite, updated_values
 
 from .conftest import DISPATCHER, HOUSING, PLANNING, UNIT, Mini
 
@@ -404,3 +405,54 @@ async def test_the_partial_index_serves_the_due_query(database: Database, mini: 
                 )
             )
     assert "ix_deadlines_open_due_at" in plan
+
+
+async def test_changes_of_several_projects_saved_together_round_trip_as_if_saved_one_by_one(
+    database: Database, mini: Mini, clock: FrozenClock
+) -> None:
+    engine = mini.engine
+    ids = sorted(str(uuid.uuid4()) for _ in range(3))
+    async with database.transaction() as session:
+        for project_id in ids:
+            instance, _ = engine.start("mini", 1, project_id, UNIT, clock.now(), fields={"investment": "150"})
+            await ProjectRepository(session).insert(HEADER_WITHOUT_CODE, instance, mini.definition, clock.now())
+    planning = "permits.planning_permit"
+    rounds: list[Callable[[ProjectInstance], FireResult]] = [
+        lambda p: engine.fire(p, "start_permitting", UNIT, clock.now(), data={"approval_no": "巫发改〔2026〕2号"}),
+        lambda p: engine.fire_task(p, planning, "submit", UNIT, clock.now()),
+        lambda p: engine.fire_task(
+            p, planning, "accept_with_deficiencies", PLANNING, clock.now(), data={"missing": ["photos"]}
+        ),
+        lambda p: engine.fire(p, "hold", DISPATCHER, clock.now()),
+    ]
+    for number, act in enumerate(rounds):
+        clock.advance(timedelta(hours=1))
+        async with database.transaction() as session:
+            repository = ProjectRepository(session)
+            # Locked in reverse order of asking: lock_many takes them in id order whatever it is given.
+            records = await repository.lock_many(reversed(ids))
+            assert list(records) == ids
+            instances = await repository.instances([(records[i], mini.definition) for i in ids])
+            # The first project sits the last round out: a batch need not change every project it loaded.
+            acting = ids if number < len(rounds) - 1 else ids[1:]
+            writes = []
+            for project_id in acting:
+                record, instance = records[project_id], instances[project_id]
+                result = act(instance)
+                values = updated_values(record, instance, mini.definition, clock.now())
+                writes.append(AggregateWrite(record, values, instance, result, mini.definition))
+            await repository.save_many(writes)
+        expected = {project_id: instances[project_id] for project_id in ids}
+        for project_id in ids:
+            assert await _load(database, mini, project_id) == expected[project_id], (number, project_id)
+
+    async with database.reader() as session:
+        steps = {(row.project_id, row.step) for row in await session.execute(select(project_steps))}
+        versions = dict((await session.execute(select(projects.c.id, projects.c.version))).all())
+    permitting, on_hold = mini.definition.state("permitting"), mini.definition.state("on_hold")
+    assert {step for pid, step in steps if pid == ids[0]} == set(permitting.steps)
+    assert {step for pid, step in steps if pid != ids[0]} == set(on_hold.steps)
+    assert versions == {ids[0]: 4, ids[1]: 5, ids[2]: 5}
+
+
+HEADER_WITHOUT_CODE = ProjectHeader(name="并行项目", source_category="规划项目", lead_unit="unit_a", created_by="owner")

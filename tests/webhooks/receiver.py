@@ -64,6 +64,11 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
+                if len(body) < length:
+                    # The sender went away mid-request (a worker killed while sending): as with any HTTP
+                    # server, a request cut short is no request, and nothing is recorded.
+                    self.close_connection = True
+                    return
                 request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
                 reply = receiver._reply(request)
                 if reply.delay:

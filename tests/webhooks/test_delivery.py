@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
@@ -111,9 +112,14 @@ async def test_a_change_that_rolls_back_leaves_no_delivery(
 ) -> None:
     endpoint_id, _ = await subscribe(hooks, receiver.url())
 
-    async def fail_after_the_outbox(session: object, change: Change) -> None:
-        raise RuntimeError("a later hook fails: the whole change rolls back")
+    class FailAfterTheOutbox:
+        def derive(self, change: Change) -> None:
+            pass
 
+        async def write(self, session: object, changes: Sequence[Change]) -> None:
+            raise RuntimeError("a later hook fails: the whole change rolls back")
+
+    fail_after_the_outbox = FailAfterTheOutbox()
     services.hooks.append(fail_after_the_outbox)
     with pytest.raises(RuntimeError):
         await create(services)
