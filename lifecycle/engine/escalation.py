@@ -11,6 +11,7 @@ not use ``str.format``, whose ``{a.b}`` and ``{a[0]}`` forms reach into objects.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -119,20 +120,38 @@ def render_notice(template: str, values: Mapping[str, object]) -> str:
     ``{{`` and ``}}`` are literal braces; an unknown name is left as written (the static checks refuse such
     templates before they are published, so this is only a second line of defence).
     """
+    out: list[str] = []
+    for literal, name in _parsed(template):
+        out.append(literal)
+        if name is not None:
+            value = values.get(name)
+            out.append("—" if value is None or value == "" else str(value))
+    return "".join(out)
 
-    def substitute(match: re.Match[str]) -> str:
-        token = match.group(0)
+
+@functools.lru_cache(maxsize=256)
+def _parsed(template: str) -> tuple[tuple[str, str | None], ...]:
+    """``template`` as (literal text, placeholder name or None) pairs: a ladder's few templates are parsed
+    once, not for every notice a tick renders."""
+    parts: list[tuple[str, str | None]] = []
+    literal: list[str] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(template):
+        literal.append(template[position : match.start()])
+        position = match.end()
+        token, name = match.group(0), match.group(1)
         if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        name = match.group(1)
-        if name not in NOTICE_PLACEHOLDERS:
-            return token
-        value = values.get(name)
-        return "—" if value is None or value == "" else str(value)
-
-    return _PLACEHOLDER.sub(substitute, template)
+            literal.append("{")
+        elif token == "}}":
+            literal.append("}")
+        elif name not in NOTICE_PLACEHOLDERS:
+            literal.append(token)
+        else:
+            parts.append(("".join(literal), name))
+            literal = []
+    literal.append(template[position:])
+    parts.append(("".join(literal), None))
+    return tuple(parts)
 
 
 # --- recipients -------------------------------------------------------------------------------------------

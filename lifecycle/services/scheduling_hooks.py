@@ -71,11 +71,10 @@ class SchedulingHook:
         light = compute_light(change.definition, change.instance, change.now)
         reasons = light_json(light)
         record = change.record
-        change.derived.update(light=light.color, light_reasons=reasons)
-        # light_at is when the light was last written: an unchanged light is not written again (most changes
-        # leave it as it is; what time alone moves is caught by the daily refresh, which keys on light_at).
+        # An unchanged light is not written again (most changes leave it as it is; what time alone moves is
+        # caught by the daily refresh, which keys on light_at, the last time the light was written).
         if (record.light, record.light_reasons) != (light.color, reasons):
-            change.derived["light_at"] = change.now
+            change.derived.update(light=light.color, light_reasons=reasons, light_at=change.now)
         result = change.result
         touched = [*result.deadlines_opened, *result.deadlines_changed]
         if touched:

@@ -779,6 +779,8 @@ class Services:
         change = Change(record_of(values, before), instance, definition, result, chained, actor, now)
         for hook in self.hooks:
             hook.derive(change)
+        if not change.derived:
+            return change
         values.update(change.derived)
         return replace(change, record=record_of(values, before))
 

@@ -98,8 +98,32 @@ def _instant(at: datetime) -> str:
 
 def json_data(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` as plain JSON values: exactly what is stored and read back, so what is hashed."""
+    if _is_plain(data):
+        return data  # already what a round trip through JSON would give (the usual case: skip it)
     result: dict[str, Any] = json.loads(json.dumps(data, default=_json_default))
     return result
+
+
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` comes back from a JSON round trip equal and of the same types: str-keyed dicts,
+    lists, strings, numbers, booleans and None (not tuples, dates, decimals…). Iterative: this runs for every
+    event."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is dict:
+            for key, member in item.items():
+                if type(key) is not str:
+                    return False
+                stack.append(member)
+        elif kind is list:
+            stack.extend(item)
+        elif kind is not float or item != item:  # NaN is not equal to itself after the trip
+            return False
+    return True
 
 
 def content_of(record: EventRecord, seq: int | None = None) -> dict[str, Any]:

@@ -141,9 +141,9 @@ _RECORD_COLUMNS = tuple(f.name for f in fields(ProjectRecord))
 
 
 def _project(row: Any) -> ProjectRecord:
-    values = {name: getattr(row, name) for name in _RECORD_COLUMNS}
-    values["fields"] = dict(values["fields"] or {})
-    return ProjectRecord(**values)
+    # Every query of projects selects _RECORD_COLUMNS in this order (_SELECT_PROJECT).
+    record = ProjectRecord(*row)
+    return record if isinstance(record.fields, dict) else replace(record, fields=dict(record.fields or {}))
 
 
 @dataclass(frozen=True)

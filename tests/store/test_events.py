@@ -4,8 +4,10 @@ tampered with by raw SQL (edited, deleted, reordered)."""
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
@@ -13,7 +15,7 @@ from sqlalchemy import text
 from lifecycle.clock import FrozenClock
 from lifecycle.engine.instance import Event, ProjectInstance
 from lifecycle.store import GENESIS_HASH, Database, EventRecord, EventRepository, ProjectHeader, ProjectRepository
-from lifecycle.store.events import chain_hash, content_of
+from lifecycle.store.events import chain_hash, content_of, json_data
 
 from .conftest import Mini
 
@@ -167,3 +169,15 @@ async def test_audit_of_all_projects_names_each_project(database: Database, mini
         findings = await EventRepository(session).verify()
     assert [(f.project_id, f.problem, f.seq) for f in findings] == [(tampered, "edited", 1)]
     assert await _verify(database, clean) == []
+
+
+def test_event_data_is_stored_as_its_json_round_trip_whatever_it_holds() -> None:
+    # Plain JSON values are kept as they are; anything a round trip would change (a tuple, an int key, a
+    # date, a Decimal, NaN) is converted exactly as the round trip would: what is hashed is what is read back.
+    plain = {"a": [1, 2.5, "三", None, True, {"b": []}]}
+    assert json_data(plain) is plain
+    odd = {"t": (1, 2), "k": {3: "x"}, "d": date(2026, 10, 1), "m": Decimal("1.50"), "n": float("nan")}
+    converted = json_data(odd)
+    assert converted["t"] == [1, 2] and converted["k"] == {"3": "x"}
+    assert converted["d"] == "2026-10-01" and converted["m"] == "1.50" and converted["n"] != converted["n"]
+    assert json.loads(json.dumps(converted)).keys() == converted.keys()
