@@ -132,17 +132,31 @@ class Settings:
         )
 
 
+def env_number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """The number in variable ``name`` (``default`` when unset or empty), between ``low`` and ``high``.
+
+    Raises:
+        SettingsError: it is not a number, or out of range.
+    """
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {text!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
 def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """The whole number in variable ``name`` (``default`` when unset or empty), between ``low`` and ``high``.
+    """:func:`env_number`, which must be a whole number.
 
     Raises:
         SettingsError: it is not a whole number, or out of range.
     """
-    text = env.get(name) or str(default)
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, not {text!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low} and {high}")
-    return value
+    value = env_number(env, name, default, low, high)
+    if not float(value).is_integer():
+        raise SettingsError(f"{name} must be a whole number, not {env.get(name)!r}")
+    return int(value)

@@ -245,7 +245,8 @@ class Scheduling:
             pending: list[PendingChange] = []
             escalation_rows: list[EscalationRecord] = []
             notice_rows: list[NoticeRecord] = []
-            unscheduled: list[tuple[str, str, datetime | None]] = []
+            # (project, deadline, next fire time) of deadlines whose change does not store it itself.
+            next_fires: list[tuple[str, str, datetime | None]] = []
             for record, compiled in loaded:
                 definition, instance = compiled.definition, instances[record.id]
                 result, events = FireResult(state=instance.state), []
@@ -259,7 +260,7 @@ class Scheduling:
                         events.extend(plan.events)
                     if deadline_id not in plan.result.deadlines_changed:  # else the change schedules it
                         times = next_fire_times(self.calendar, definition, instance, [deadline_id])
-                        unscheduled.extend((record.id, d, at) for d, at in times or [(deadline_id, None)])
+                        next_fires.extend((record.id, d, at) for d, at in times or [(deadline_id, None)])
                 if events:
                     pending.append(PendingChange(record, instance, definition, result, events, SYSTEM, now))
             repository = SchedulingRepository(session)
@@ -267,7 +268,7 @@ class Scheduling:
             await repository.add_notices(notice_rows)
             await self.services._save_changes(session, pending)
             changed = {(p.record.id, d) for p in pending for d in (p.result.deadlines_changed if p.result else [])}
-            await repository.schedule_many([row for row in unscheduled if row[:2] not in changed])
+            await repository.schedule_many([row for row in next_fires if row[:2] not in changed])
         return fired
 
     async def preview_deadline(self, ref: DueRef, now: datetime) -> list[Fired]:

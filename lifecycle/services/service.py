@@ -729,7 +729,7 @@ class Services:
         changes: list[Change] = []
         writes: list[AggregateWrite] = []
         for p in pending:
-            values = updated_values(p.record, p.instance, p.definition, p.now, p.header)
+            values = updated_values(p.instance, p.definition, p.now, p.header)
             result = p.result or FireResult(state=p.instance.state)
             change = self._derive(p.record, values, p.instance, p.definition, result, p.events, p.actor, p.now)
             changes.append(change)

@@ -432,8 +432,6 @@ _LOCK_MANY = (
     .order_by(projects.c.id)
     .with_for_update()
 )
-
-
 _DELETE_STEP = delete(project_steps).where(
     project_steps.c.project_id == bindparam("where_project"), project_steps.c.step == bindparam("where_step")
 )
@@ -476,14 +474,10 @@ class AggregateWrite:
 
 
 def updated_values(
-    record: ProjectRecord,
-    instance: ProjectInstance,
-    definition: Definition,
-    now: datetime,
-    header: Mapping[str, Any] | None = None,
+    instance: ProjectInstance, definition: Definition, now: datetime, header: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The project columns a change of ``record`` into ``instance`` stores: state, derived phase, fields,
-    held-from state, version, mirrored header columns, ``header`` changes and ``updated_at``."""
+    """The project columns a change that left the aggregate as ``instance`` stores: state, derived phase,
+    fields, held-from state, version, mirrored header columns, ``header`` changes and ``updated_at``."""
     unknown = set(header or {}) - set(HEADER_COLUMNS)
     if unknown:
         raise ValueError(f"not header columns: {sorted(unknown)}")
@@ -527,14 +521,14 @@ def new_values(
     }
 
 
+_RECORD_NAMES = frozenset(_RECORD_COLUMNS)
+
+
 def record_of(values: Mapping[str, Any], before: ProjectRecord | None = None) -> ProjectRecord:
     """The project row as it reads once ``values`` are stored (over ``before``, for an update)."""
     if before is None:
         return ProjectRecord(**{name: values[name] for name in _RECORD_COLUMNS})
     return replace(before, **{name: value for name, value in values.items() if name in _RECORD_NAMES})
-
-
-_RECORD_NAMES = frozenset(_RECORD_COLUMNS)
 
 
 class ProjectRepository:
@@ -683,7 +677,7 @@ class ProjectRepository:
         Raises:
             StaleVersion: the row's version is no longer the one ``record`` was read with.
         """
-        values = updated_values(record, instance, definition, now, header)
+        values = updated_values(instance, definition, now, header)
         await self.save_many([AggregateWrite(record, values, instance, result, definition)])
         return record_of(values, record)
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from lifecycle.settings import SettingsError
+from lifecycle.settings import SettingsError, env_number
 
 RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
 """Delay before attempt 1, 2, … 8, in seconds: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 28 h
@@ -20,19 +20,6 @@ in all, the schedule Svix and Standard Webhooks describe). After the last attemp
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return (env.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    text = env.get(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, not {text!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low:g} and {high:g}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -73,14 +60,14 @@ class WebhookSettings:
             SettingsError: a value is not usable.
         """
         env = os.environ if environ is None else environ
-        timeout = _number(env, "LIFECYCLE_WEBHOOKS_TIMEOUT_SECONDS", 15.0, 0.05, 300)
-        lease = _number(env, "LIFECYCLE_WEBHOOKS_LEASE_SECONDS", timeout + 45, 0.1, 3600)
+        timeout = env_number(env, "LIFECYCLE_WEBHOOKS_TIMEOUT_SECONDS", 15.0, 0.05, 300)
+        lease = env_number(env, "LIFECYCLE_WEBHOOKS_LEASE_SECONDS", timeout + 45, 0.1, 3600)
         if lease < timeout:
             raise SettingsError("LIFECYCLE_WEBHOOKS_LEASE_SECONDS must not be shorter than the timeout")
         return cls(
             allow_private=_flag(env, "LIFECYCLE_WEBHOOKS_ALLOW_PRIVATE"),
             timeout_seconds=timeout,
             lease_seconds=lease,
-            poll_seconds=_number(env, "LIFECYCLE_WEBHOOKS_POLL_SECONDS", 0.5, 0.01, 60),
-            batch_size=int(_number(env, "LIFECYCLE_WEBHOOKS_BATCH", 32, 1, 1000)),
+            poll_seconds=env_number(env, "LIFECYCLE_WEBHOOKS_POLL_SECONDS", 0.5, 0.01, 60),
+            batch_size=int(env_number(env, "LIFECYCLE_WEBHOOKS_BATCH", 32, 1, 1000)),
         )

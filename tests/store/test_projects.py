@@ -439,7 +439,7 @@ async def test_changes_of_several_projects_saved_together_round_trip_as_if_saved
             for project_id in acting:
                 record, instance = records[project_id], instances[project_id]
                 result = act(instance)
-                values = updated_values(record, instance, mini.definition, clock.now())
+                values = updated_values(instance, mini.definition, clock.now())
                 writes.append(AggregateWrite(record, values, instance, result, mini.definition))
             await repository.save_many(writes)
         expected = {project_id: instances[project_id] for project_id in ids}
