@@ -10,7 +10,10 @@ The shape of every change (the pipeline of DESIGN.md, "How a transition runs"):
    all under the lock, so the version checked is the version changed;
 4. run the engine (pure and synchronous; it raises the refusals: InvalidTransition, RoleRefused,
    InvalidInput, GateNotSatisfied, OneTimeNoticeBreach);
-5. write exactly what the engine's FireResult lists, append the events to the project's hash chain;
+5. write exactly what the engine's FireResult lists and append the events to the project's hash chain
+   (:meth:`Services._save_changes`: the hooks derive the light and next fire times first, so the project
+   row, its changed children and its events take a few statements; the scheduler writes a whole batch of
+   projects' changes the same way);
 6. commit, and return a view built from what was written.
 
 Reads use a read-only transaction and take no lock. Nothing here sends anything over the network.
