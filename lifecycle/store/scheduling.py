@@ -17,7 +17,7 @@ schedule it): it is claimed once its ``due_at`` passes. :data:`NEVER` means noth
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -216,29 +216,12 @@ class SchedulingRepository:
             out.extend(DueRef(row.project_id, row.id) for row in rows)
         return out[:limit]
 
-    async def schedule(self, project_id: str, times: Iterable[tuple[str, datetime | None]]) -> None:
-        """Set the next fire time of deadlines of one project (None: nothing left, stored as NEVER)."""
-        await self.schedule_many([(project_id, deadline_id, at) for deadline_id, at in times])
-
     async def schedule_many(self, times: Sequence[tuple[str, str, datetime | None]]) -> None:
         """Set the next fire time of deadlines (project id, deadline id, instant or None for NEVER), in one
         statement."""
         if times:
             rows = [{"where_project": p, "where_id": d, "next_fire_at": at or NEVER} for p, d, at in times]
             await self.session.execute(_SCHEDULE, rows)
-
-    async def close_deadlines(self, project_id: str, deadline_ids: Sequence[str], at: datetime) -> None:
-        """Close open deadlines of one project (the caller holds the project's lock)."""
-        if deadline_ids:
-            await self.session.execute(
-                update(deadlines)
-                .where(
-                    deadlines.c.project_id == project_id,
-                    deadlines.c.id.in_(list(deadline_ids)),
-                    deadlines.c.closed_at.is_(None),
-                )
-                .values(closed_at=at)
-            )
 
     async def estimated_open(self, due_until: date | None, limit: int) -> list[DueRef]:
         """Open deadlines whose due date is estimated, due by ``due_until`` (None: any), earliest first."""
@@ -253,14 +236,9 @@ class SchedulingRepository:
 
     # --- escalations and notices ------------------------------------------------------------------------
 
-    async def add_escalation(self, record: EscalationRecord) -> None:
-        """Store an escalation. A second row for the same (project, deadline, level) violates the unique
-        constraint: the caller's transaction then fails whole (exactly once)."""
-        await self.session.execute(escalations.insert().values(**record.__dict__))
-
     async def add_escalations(self, records: Sequence[EscalationRecord]) -> None:
-        """Store escalations in one statement (see :meth:`add_escalation`: a level stored twice fails the
-        whole transaction)."""
+        """Store escalations in one statement. A second row for the same (project, deadline, level) violates
+        the unique constraint: the caller's transaction then fails whole (exactly once)."""
         if records:
             await self.session.execute(_INSERT_ESCALATIONS, [r.__dict__ for r in records])
 

@@ -130,11 +130,11 @@ async def test_the_database_refuses_a_second_row_for_the_same_level(clockwork: C
         fired_at=end_of_local_day(date(2026, 4, 20)), late_by_seconds=0, days_late=5, outcome="fired", notice_ids=[],
     )  # fmt: skip
     async with services.database.transaction() as session:
-        await SchedulingRepository(session).add_escalation(record)
+        await SchedulingRepository(session).add_escalations([record])
     with pytest.raises(IntegrityError):
         async with services.database.transaction() as session:
-            await SchedulingRepository(session).add_escalation(
-                EscalationRecord(**{**record.__dict__, "id": new_id(), "fired_at": record.fired_at + timedelta(1)})
+            await SchedulingRepository(session).add_escalations(
+                [EscalationRecord(**{**record.__dict__, "id": new_id(), "fired_at": record.fired_at + timedelta(1)})]
             )
     async with services.database.reader() as session:
         assert await session.scalar(select(func.count()).select_from(escalations)) == 1
