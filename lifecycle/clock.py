@@ -10,6 +10,7 @@ so a fixed offset is exact for every date the service handles and needs no time-
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Protocol
 
@@ -60,8 +61,10 @@ def local_date(at: datetime) -> date:
     return ensure_utc(at).astimezone(SHANGHAI).date()
 
 
+@functools.lru_cache(maxsize=4096)
 def end_of_local_day(day: date) -> datetime:
-    """The instant (UTC) at which the local day ``day`` ends: a deadline "due on day D" is due by then."""
+    """The instant (UTC) at which the local day ``day`` ends: a deadline "due on day D" is due by then.
+    (Remembered: the scheduler asks it for the same few days over and over.)"""
     return datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=SHANGHAI).astimezone(UTC)
 
 

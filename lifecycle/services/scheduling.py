@@ -26,7 +26,7 @@ list, read and acknowledge notices.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -54,6 +54,7 @@ from lifecycle.errors import Forbidden, InvalidInput, Location, NotFound, Proble
 from lifecycle.messages import register
 from lifecycle.spec.checks import OBLIGATION_ID_LIMIT
 from lifecycle.spec.models import Definition, Ladder, LadderLevel, Obligation
+from lifecycle.store.ids import new_id
 from lifecycle.store.projects import ProjectRecord, ProjectRepository
 from lifecycle.store.scheduling import (
     DueRef,
@@ -62,7 +63,6 @@ from lifecycle.store.scheduling import (
     NoticeRecord,
     ReportRecord,
     SchedulingRepository,
-    new_id,
 )
 
 from .authz import CallContext, Principal, owns
@@ -376,7 +376,7 @@ class Scheduling:
         plan: _Plan,
     ) -> None:
         definition = compiled.definition
-        titles = {d.id: d.title for d in definition.departments}
+        titles = _DepartmentTitles(definition.lookup("departments"))
         recipients = resolve_recipients(
             level,
             lead_unit=record.lead_unit,
@@ -878,6 +878,22 @@ class Scheduling:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
+
+
+class _DepartmentTitles(Mapping[str, str]):
+    """Department id → title, read from the definition's department table (no copy per notice)."""
+
+    def __init__(self, departments: Mapping[str, Any]) -> None:
+        self._departments = departments
+
+    def __getitem__(self, department_id: str) -> str:
+        return str(self._departments[department_id].title)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._departments)
+
+    def __len__(self) -> int:
+        return len(self._departments)
 
 
 def _seconds(delta: timedelta) -> int:

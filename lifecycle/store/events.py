@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifecycle.engine.instance import Event
 
+from .ids import new_id
 from .models import events, projects
 from .projects import GENESIS_HASH
 
@@ -187,7 +187,7 @@ def chain(project_id: str, head: tuple[int, str], new_events: Sequence[Event]) -
         at = event.at.astimezone(UTC)
         # The hashed content (content_of) is built directly: this runs for every event of every change.
         content = {
-            "event_id": str(uuid.uuid4()),
+            "event_id": new_id(),
             "project_id": project_id,
             "seq": seq,
             "kind": event.kind,

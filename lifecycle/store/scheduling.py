@@ -16,7 +16,6 @@ schedule it): it is claimed once its ``due_at`` passes. :data:`NEVER` means noth
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -428,8 +427,3 @@ class SchedulingRepository:
 
     async def count_escalations(self) -> int:
         return int(await self.session.scalar(select(func.count()).select_from(escalations)) or 0)
-
-
-def new_id() -> str:
-    """A fresh row id (UUID4 text)."""
-    return str(uuid.uuid4())

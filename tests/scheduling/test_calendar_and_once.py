@@ -19,9 +19,10 @@ from lifecycle.engine.core import Engine
 from lifecycle.scheduler.sweep import Sweeper
 from lifecycle.services import CreateProject, Services
 from lifecycle.store import Database
+from lifecycle.store.ids import new_id
 from lifecycle.store.models import deadlines, events, projects
 from lifecycle.store.models_scheduling import escalation_notices, escalations
-from lifecycle.store.scheduling import EscalationRecord, SchedulingRepository, new_id
+from lifecycle.store.scheduling import EscalationRecord, SchedulingRepository
 from tests.scheduling.conftest import DATA, UNIT_A, Clockwork, as_, local
 
 pytestmark = pytest.mark.anyio
