@@ -130,6 +130,12 @@ CHILDREN_OF_MANY = _children_query(many=True)
 """Every child row of the projects ``:project_ids`` (a list)."""
 
 _NAMES = list(CHILD_TABLES)
+_SLOT_POSITIONS = {column.key: position for position, column in enumerate(CHILDREN_OF_ONE.selected_columns)}
+_POSITIONS = {
+    name: [(column, _SLOT_POSITIONS[label]) for column, label in placed] for name, placed in _LAYOUT.columns.items()
+}
+"""Per table: each of its columns with the position of its slot in a row (rows are read by position, as the
+driver gives them; see :mod:`.driver`)."""
 
 
 def split_rows(rows: Iterable[Any]) -> dict[str, dict[str, list[Any]]]:
@@ -137,8 +143,7 @@ def split_rows(rows: Iterable[Any]) -> dict[str, dict[str, list[Any]]]:
     each row with the table's own column names as attributes, in the aggregate's order."""
     out: dict[str, dict[str, list[Any]]] = {}
     for row in rows:
-        name = _NAMES[row.child_kind]
-        mapping = row._mapping
-        values = SimpleNamespace(**{column: mapping[label] for column, label in _LAYOUT.columns[name]})
+        name = _NAMES[row[0]]  # child_kind
+        values = SimpleNamespace(**{column: row[position] for column, position in _POSITIONS[name]})
         out.setdefault(values.project_id, {}).setdefault(name, []).append(values)
     return out

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from lifecycle.settings import DEFAULT_DB_MAX_OVERFLOW, DEFAULT_DB_POOL_SIZE, async_database_url
+from lifecycle.store.driver import DRIVER_KEY, DriverTransaction, Plans
 
 _READ_ONLY = "lifecycle_read_only"
 """Execution option marking a connection whose transactions only read (deferred ``BEGIN`` on SQLite)."""
@@ -102,12 +103,33 @@ class Database:
         self._autocommit = (
             self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else None
         )
+        self._plans = Plans(self.engine.dialect) if self.engine.dialect.driver == "asyncpg" else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one write transaction: committed when the block ends, rolled back if it raises."""
-        async with self._writer() as session, session.begin():
-            yield session
+        """A session in one write transaction: committed when the block ends, rolled back if it raises.
+
+        On PostgreSQL the transaction is begun and ended on the asyncpg connection itself, and the session
+        carries it, so that the store's prebuilt statements can go to the driver directly (see
+        :mod:`lifecycle.store.driver`); the session's own statements run in the same transaction."""
+        if self._autocommit is None or self._plans is None:
+            async with self._writer() as session, session.begin():
+                yield session
+            return
+        async with self._autocommit.connect() as connection:
+            driver = DriverTransaction(
+                connection, (await connection.get_raw_connection()).driver_connection, self._plans
+            )
+            try:
+                await driver.begin()
+                async with self._writer(bind=connection) as session:
+                    session.info[DRIVER_KEY] = driver
+                    async with session.begin():  # flushes and closes the session's own bookkeeping
+                        yield session
+                await driver.commit()
+            except BaseException:
+                await driver.roll_back()
+                raise
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:

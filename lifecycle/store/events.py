@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifecycle.engine.instance import Event
 
+from . import driver
 from .ids import new_id
 from .models import events, projects
 from .projects import GENESIS_HASH
@@ -251,7 +252,7 @@ class EventRepository:
         project's head (``event_seq``, ``event_hash``) in the same transaction."""
         if records:
             rows = [{name: getattr(r, name) for name in _COLUMNS} for r in records]
-            await self.session.execute(_INSERT_EVENTS, rows)
+            await driver.execute_many(self.session, _INSERT_EVENTS, rows)
 
     async def history(self, project_id: str, after_seq: int = 0, limit: int = 100) -> list[EventRecord]:
         """The project's events with ``seq > after_seq``, oldest first, at most ``limit``."""

@@ -50,6 +50,7 @@ from lifecycle.engine.instance import (
 from lifecycle.errors import StaleVersion
 from lifecycle.spec.models import Definition
 
+from . import driver
 from .children import CHILDREN_OF_MANY, CHILDREN_OF_ONE, split_rows
 from .models import commitments, deadlines, deficiency_notices, project_steps, projects, tasks
 from .models_scheduling import NEVER
@@ -541,13 +542,13 @@ class ProjectRepository:
 
     async def get(self, project_id: str) -> ProjectRecord | None:
         """The project row ``project_id`` without locking it, or None."""
-        row = (await self.session.execute(_GET, {"project_id": project_id})).first()
-        return _project(row) if row else None
+        found = await driver.rows(self.session, _GET, {"project_id": project_id})
+        return _project(found[0]) if found else None
 
     async def lock(self, project_id: str) -> ProjectRecord | None:
         """The project row, locked for the rest of the transaction (``FOR UPDATE`` on PostgreSQL), or None."""
-        row = (await self.session.execute(_LOCK, {"project_id": project_id})).first()
-        return _project(row) if row else None
+        found = await driver.rows(self.session, _LOCK, {"project_id": project_id})
+        return _project(found[0]) if found else None
 
     async def lock_many(self, project_ids: Iterable[str]) -> dict[str, ProjectRecord]:
         """The rows of those of ``project_ids`` that exist, locked (in id order) for the rest of the
@@ -573,8 +574,8 @@ class ProjectRepository:
     async def instance(self, record: ProjectRecord, definition: Definition) -> ProjectInstance:
         """The whole aggregate of ``record`` as the engine's :class:`ProjectInstance` (its child rows in one
         query, see :mod:`.children`)."""
-        rows = split_rows(await self.session.execute(CHILDREN_OF_ONE, {"project_id": record.id}))
-        return _instance(record, definition, rows.get(record.id, {}))
+        children = split_rows(await driver.rows(self.session, CHILDREN_OF_ONE, {"project_id": record.id}))
+        return _instance(record, definition, children.get(record.id, {}))
 
     async def instances(self, records: Sequence[tuple[ProjectRecord, Definition]]) -> dict[str, ProjectInstance]:
         """The aggregates of several projects (id → instance), in one query whatever their number."""
@@ -646,7 +647,7 @@ class ProjectRepository:
         aggregate. ``values`` overrides columns of :func:`new_values` (the chain head, the light);
         ``fire_times`` gives its deadlines' next fire times."""
         row = {**new_values(header, instance, definition, now), **dict(values or {})}
-        await self.session.execute(_INSERT[projects.name], row)
+        await driver.execute(self.session, _INSERT[projects.name], row)
         _, steps = _derived(definition, instance.state)
         await self._write_steps(added=[(instance.id, step) for step in steps], removed=[])
         write = AggregateWrite(
@@ -761,15 +762,14 @@ class ProjectRepository:
         if len(writes) == 1:
             write = writes[0]
             params = {**write.values, "where_id": write.before.id, "where_version": write.before.version}
-            updated = await self.session.execute(_UPDATE_PROJECT_CHECKED, params)
-            if updated.first() is None:
+            if not await driver.rows(self.session, _UPDATE_PROJECT_CHECKED, params):
                 current = await self.session.scalar(select(projects.c.version).where(projects.c.id == write.before.id))
                 raise StaleVersion("project", write.before.id, str(write.before.version), str(current))
             return
-        for rows in _by_columns(
+        for group in _by_columns(
             {**w.values, "where_id": w.before.id, "where_version": w.before.version} for w in writes
         ):
-            await self.session.execute(_UPDATE_PROJECT, rows)
+            await driver.execute_many(self.session, _UPDATE_PROJECT, group)
 
     async def _update_children(self, table_name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         statement = _UPDATE_CHILD[table_name]
@@ -779,13 +779,13 @@ class ProjectRepository:
             for row in rows
         ]
         for group in _by_columns(params):
-            await self.session.execute(statement, group)
+            await driver.execute_many(self.session, statement, group)
 
     async def _write_steps(self, *, added: Sequence[tuple[str, int]], removed: Sequence[tuple[str, int]]) -> None:
-        if removed:
-            await self.session.execute(_DELETE_STEP, [{"where_project": p, "where_step": n} for p, n in removed])
-        if added:
-            await self.session.execute(_INSERT[project_steps.name], [{"project_id": p, "step": n} for p, n in added])
+        gone = [{"where_project": project, "where_step": step} for project, step in removed]
+        await driver.execute_many(self.session, _DELETE_STEP, gone)
+        new = [{"project_id": project, "step": step} for project, step in added]
+        await driver.execute_many(self.session, _INSERT[project_steps.name], new)
 
     async def _insert_children(
         self,
@@ -811,10 +811,9 @@ class ProjectRepository:
             (deficiency_notices, notice_rows),
             (commitments, commitment_rows),
         ):
-            if rows:
-                await self.session.execute(_INSERT[table.name], rows)
+            await driver.execute_many(self.session, _INSERT[table.name], rows)
         for group in _by_columns(deadline_rows):
-            await self.session.execute(_INSERT[deadlines.name], group)
+            await driver.execute_many(self.session, _INSERT[deadlines.name], group)
 
     async def _existing(self, table: Any, project_id: str, ids: Sequence[str]) -> set[str]:
         if not ids:

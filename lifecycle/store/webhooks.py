@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import driver
 from .models_webhooks import webhook_attempts, webhook_deliveries, webhook_endpoints, webhook_log
 
 
@@ -134,7 +135,9 @@ _ATTEMPT_COLUMNS = tuple(c.name for c in webhook_attempts.columns)
 
 
 def _endpoint(row: Any) -> EndpointRecord:
-    values = {name: getattr(row, name) for name in _ENDPOINT_COLUMNS}
+    # Every read of endpoints selects the whole table, in its column order; rows are read by position (the
+    # driver's rows have no attributes: see .driver).
+    values = dict(zip(_ENDPOINT_COLUMNS, row, strict=True))
     values["event_types"] = list(values["event_types"] or [])
     values["filters"] = dict(values["filters"] or {})
     return EndpointRecord(**values)
@@ -185,7 +188,7 @@ class WebhookRepository:
         """Endpoints (of one owner, or all), oldest first."""
         if owner is None and enabled_only:
             # Every change of a project asks this: a statement built once.
-            return [_endpoint(row) for row in await self.session.execute(_ENABLED_ENDPOINTS)]
+            return [_endpoint(row) for row in await driver.rows(self.session, _ENABLED_ENDPOINTS)]
         query = select(webhook_endpoints).order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
         if owner is not None:
             query = query.where(webhook_endpoints.c.owner == owner)
@@ -261,7 +264,8 @@ class WebhookRepository:
         """Write outbox rows, in order (their ids increase in this order)."""
         if not rows:
             return
-        await self.session.execute(
+        await driver.execute_many(
+            self.session,
             _INSERT_DELIVERIES,
             [
                 {
