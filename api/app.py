@@ -8,8 +8,8 @@ Layout of the HTTP surface:
 * ``/openapi.json``, ``/docs`` — the API description, no token, no data.
 
 Middleware, outermost first: request context (request id, language, access log, last-resort 500),
-metrics, idempotency (POST with ``Idempotency-Key``), then FastAPI's routing with the problem+json
-exception handlers of :mod:`api.errors`.
+metrics, access (readiness and the bearer token for ``/api/v1``), idempotency (POST with
+``Idempotency-Key``), then FastAPI's routing with the problem+json exception handlers of :mod:`api.errors`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from api import errors
-from api.auth import current_principal
-from api.deps import require_ready
+from api.access import AccessMiddleware
+from api.auth import bearer_scheme
 from api.idempotency import IdempotencyMiddleware
 from api.metrics import MetricsMiddleware
 from api.middleware import RequestContextMiddleware
@@ -101,14 +101,21 @@ def _summaries_from_docstrings(router: APIRouter) -> None:
             route.description = rest.strip()
 
 
-def _problem_media_types(app: FastAPI) -> None:
+def _openapi_document(app: FastAPI) -> None:
     # FastAPI files every response model under application/json; error answers are
-    # application/problem+json (RFC 9457), so the OpenAPI document says that instead.
+    # application/problem+json (RFC 9457), so the OpenAPI document says that instead. And every /api/v1
+    # operation needs the bearer token, which api.access checks outside FastAPI's view: declared here.
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = FastAPI.openapi(app)
-            for operations in schema.get("paths", {}).values():
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes[bearer_scheme.scheme_name] = bearer_scheme.model.model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+            for path, operations in schema.get("paths", {}).items():
                 for operation in operations.values():
+                    if path.startswith(API_PREFIX + "/"):
+                        operation["security"] = [{bearer_scheme.scheme_name: []}]
                     for response in operation.get("responses", {}).values():
                         content = response.get("content", {})
                         if "application/problem+json" in content and "application/json" in content:
@@ -147,7 +154,6 @@ def create_app(
     errors.install(app)
 
     # Routers carry their full path (API_PREFIX included), so route templates in metrics and logs are whole.
-    guarded = [Depends(require_ready), Depends(current_principal)]
     for module in (
         projects,
         transitions,
@@ -161,14 +167,15 @@ def create_app(
         scheduling,
     ):
         _summaries_from_docstrings(module.router)
-        app.include_router(module.router, dependencies=guarded)
+        app.include_router(module.router)
     _summaries_from_docstrings(health.router)
     app.include_router(health.router)
 
-    _problem_media_types(app)
+    _openapi_document(app)
 
     # add_middleware wraps: the last added is the outermost.
     app.add_middleware(IdempotencyMiddleware, prefix=API_PREFIX + "/")
+    app.add_middleware(AccessMiddleware, prefix=API_PREFIX + "/")
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -8,16 +8,17 @@ Everything under ``/api/v1`` needs a token. ``/healthz``, ``/readyz`` and ``/met
 Prometheus scraper run inside the deployment; they expose no project data). ``/openapi.json`` and ``/docs``
 do not either: they describe the API and hold no data, and integrators need them before they have a token.
 
-The principal is looked up once per request: the idempotency middleware, which must know it before the
-route runs (keys are scoped per principal), stores it in ``request.state.principal`` for the dependency.
+The principal is looked up once per request, by the access gate in front of ``/api/v1`` (:mod:`api.access`),
+and remembered in ``request.state.principal`` for the idempotency middleware (keys are scoped per principal)
+and the endpoints' :func:`api.deps.call_context`. :data:`bearer_scheme` describes the scheme in OpenAPI.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.security import HTTPBearer
 
 from api.errors import ApiProblem
 from lifecycle.services import Principal, Services
@@ -71,12 +72,3 @@ async def authenticated(request: Request) -> Principal:
     if principal is None:
         raise _unauthorized(invalid=authorization is not None)
     return principal
-
-
-async def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Principal:
-    """The authenticated caller; 401 without a valid token. As a dependency it also declares the bearer scheme
-    in OpenAPI (``credentials`` is not used: :func:`authenticated` reads the header)."""
-    return await authenticated(request)

@@ -424,7 +424,8 @@ def _domain_extra(exc: LifecycleError, lang: Lang, request: Request) -> tuple[di
         extra["current_etag"] = etag
         headers["ETag"] = etag
     if isinstance(exc, InvalidInput | ProblemsError) or status_of(exc) == 422:
-        extra["errors"] = problem_errors(exc.problems(), lang, getattr(request.state, "input_locs", None))
+        locs = getattr(request.scope.get("endpoint"), "input_locations", None)  # see api.deps.input_locations
+        extra["errors"] = problem_errors(exc.problems(), lang, locs)
     return extra, headers
 
 

@@ -103,20 +103,21 @@ class IdempotencyMiddleware:
         fingerprint = request_hash(
             scope["method"], scope["path"], scope.get("query_string", b""), headers.get("if-match"), body
         )
-        existing = await runtime.services.idempotency_begin(principal.id, key, fingerprint)
-        if existing is not None:
-            if existing.request_hash != fingerprint:
-                runtime.metrics.refusal("api.idempotency_key_reused")
-                await self._problem(scope, receive, send, 422, "api.idempotency_key_reused", lang, {})
-            elif existing.state != "completed" or existing.status is None:
-                runtime.metrics.refusal("api.idempotency_in_flight")
-                await self._problem(
-                    scope, receive, send, 409, "api.idempotency_in_flight", lang, {}, headers={"Retry-After": "1"}
-                )
-            else:
-                await _replay(send, existing.status, existing.headers or (), existing.body or b"")
-            return
-        await self._run_and_store(scope, receive, send, runtime, principal.id, key, body)
+        async with runtime.services.one_connection():  # claim, change and answer: one checkout
+            existing = await runtime.services.idempotency_begin(principal.id, key, fingerprint)
+            if existing is None:
+                await self._run_and_store(scope, receive, send, runtime, principal.id, key, body)
+                return
+        if existing.request_hash != fingerprint:
+            runtime.metrics.refusal("api.idempotency_key_reused")
+            await self._problem(scope, receive, send, 422, "api.idempotency_key_reused", lang, {})
+        elif existing.state != "completed" or existing.status is None:
+            runtime.metrics.refusal("api.idempotency_in_flight")
+            await self._problem(
+                scope, receive, send, 409, "api.idempotency_in_flight", lang, {}, headers={"Retry-After": "1"}
+            )
+        else:
+            await _replay(send, existing.status, existing.headers or (), existing.body or b"")
 
     async def _run_and_store(
         self, scope: Scope, receive: Receive, send: Send, runtime: Runtime, principal_id: str, key: str, body: bytes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from api.deps import LIST_INPUT, Context, ServicesDep
 from api.routers import API_PREFIX
@@ -37,7 +37,8 @@ def _entry(entry: HistoryEntry) -> HistoryEntryOut:
     return HistoryEntryOut(**entry.model_dump(), at_local=entry.at.astimezone(SHANGHAI))
 
 
-@router.get("", response_model=Page[HistoryEntryOut], dependencies=[Depends(LIST_INPUT)])
+@router.get("", response_model=Page[HistoryEntryOut])
+@LIST_INPUT
 async def project_history(
     project_id: str,
     ctx: Context,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api import workflow_reads
 from api.concurrency import etag
@@ -41,9 +41,8 @@ def _checked_cursor(cursor: str | None) -> str | None:
     return cursor
 
 
-@router.post(
-    "", response_model=ProjectOut, status_code=201, responses=MUTATION_RESPONSES, dependencies=[Depends(PROJECT_INPUT)]
-)
+@router.post("", response_model=ProjectOut, status_code=201, responses=MUTATION_RESPONSES)
+@PROJECT_INPUT
 async def create_project(body: ProjectCreate, ctx: Context, services: ServicesDep, response: Response) -> ProjectOut:
     """Create a project in its definition's initial state (its first item groups open, its clocks start)."""
     view = await services.create_project(ctx, CreateProject(**body.model_dump()))
@@ -52,7 +51,8 @@ async def create_project(body: ProjectCreate, ctx: Context, services: ServicesDe
     return ProjectOut.of(view)
 
 
-@router.get("", response_model=Page[ProjectOut], dependencies=[Depends(LIST_INPUT)])
+@router.get("", response_model=Page[ProjectOut])
+@LIST_INPUT
 async def list_projects(
     ctx: Context,
     services: ServicesDep,
@@ -92,9 +92,8 @@ async def get_project(project_id: str, ctx: Context, services: ServicesDep, resp
     return ProjectOut.of(view)
 
 
-@router.patch(
-    "/{project_id}", response_model=ProjectOut, responses=MUTATION_RESPONSES, dependencies=[Depends(PROJECT_INPUT)]
-)
+@router.patch("/{project_id}", response_model=ProjectOut, responses=MUTATION_RESPONSES)
+@PROJECT_INPUT
 async def update_project(
     project_id: str,
     body: ProjectPatch,

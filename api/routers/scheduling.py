@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from api.deps import LIST_INPUT, Context, ServicesDep, input_locations
 from api.routers import API_PREFIX
@@ -36,9 +36,8 @@ REPORT_INPUT = input_locations({"data": ("body", "data"), "period": ("body", "pe
 Periods = Annotated[int, Query(ge=1, le=104, description="How many recent periods to list.")]
 
 
-@router.get(
-    "/notices", response_model=Page[EscalationNoticeView], tags=["escalations"], dependencies=[Depends(LIST_INPUT)]
-)
+@router.get("/notices", response_model=Page[EscalationNoticeView], tags=["escalations"])
+@LIST_INPUT
 async def list_notices(
     ctx: Context,
     services: ServicesDep,
@@ -101,8 +100,8 @@ async def list_reports(
     status_code=201,
     tags=["obligations"],
     responses=MUTATION_RESPONSES,
-    dependencies=[Depends(REPORT_INPUT)],
 )
+@REPORT_INPUT
 async def submit_report(
     project_id: str, obligation_id: str, body: ReportIn, ctx: Context, services: ServicesDep, response: Response
 ) -> ReportView:

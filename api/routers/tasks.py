@@ -7,7 +7,7 @@ data ``{"missing": [...], "cure_date"?}``; recording and verifying a 承诺制 c
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from api.concurrency import etag
 from api.deps import Context, ServicesDep, TaskVersion, input_locations
@@ -48,8 +48,8 @@ async def list_task_transitions(
     "/{task_id}/transitions",
     response_model=TaskOut,
     responses=MUTATION_RESPONSES,
-    dependencies=[Depends(TRIGGER_INPUT)],
 )
+@TRIGGER_INPUT
 async def fire_task_transition(
     project_id: str,
     task_id: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from api.concurrency import etag
 from api.deps import Context, ProjectVersion, ServicesDep, input_locations
@@ -25,7 +25,8 @@ async def list_transitions(project_id: str, ctx: Context, services: ServicesDep)
     return [option_out(option, ctx.lang) for option in options]
 
 
-@router.post("", response_model=ProjectOut, responses=MUTATION_RESPONSES, dependencies=[Depends(TRIGGER_INPUT)])
+@router.post("", response_model=ProjectOut, responses=MUTATION_RESPONSES)
+@TRIGGER_INPUT
 async def fire_transition(
     project_id: str,
     body: FireRequest,

@@ -83,8 +83,8 @@ async def event_types(ctx: Context, services: ServicesDep) -> list[EventTypeOut]
     response_model=EndpointWithSecret,
     status_code=201,
     responses=MUTATION_RESPONSES,
-    dependencies=[Depends(ENDPOINT_INPUT)],
 )
+@ENDPOINT_INPUT
 async def create_endpoint(
     body: EndpointCreate, ctx: Context, hooks: Webhooks, response: Response
 ) -> EndpointWithSecret:
@@ -122,8 +122,8 @@ async def get_endpoint(endpoint_id: str, ctx: Context, hooks: Webhooks, response
     "/endpoints/{endpoint_id}",
     response_model=EndpointOut,
     responses=MUTATION_RESPONSES,
-    dependencies=[Depends(ENDPOINT_INPUT)],
 )
+@ENDPOINT_INPUT
 async def update_endpoint(
     endpoint_id: str,
     body: EndpointPatch,
@@ -171,7 +171,8 @@ async def ping(endpoint_id: str, ctx: Context, hooks: Webhooks) -> DeliveryOut:
     return DeliveryOut.of(await hooks.ping(ctx, endpoint_id))
 
 
-@router.get("/endpoints/{endpoint_id}/deliveries", response_model=Page[DeliveryOut], dependencies=[Depends(LIST_INPUT)])
+@router.get("/endpoints/{endpoint_id}/deliveries", response_model=Page[DeliveryOut])
+@LIST_INPUT
 async def list_deliveries(
     endpoint_id: str,
     ctx: Context,
@@ -216,7 +217,8 @@ async def redeliver(delivery_id: int, ctx: Context, hooks: Webhooks) -> Delivery
     return DeliveryOut.of(await hooks.redeliver(ctx, delivery_id))
 
 
-@router.get("/log", response_model=Page[LogOut], dependencies=[Depends(LIST_INPUT)])
+@router.get("/log", response_model=Page[LogOut])
+@LIST_INPUT
 async def endpoint_log(
     ctx: Context,
     hooks: Webhooks,

@@ -27,6 +27,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -680,6 +681,12 @@ class Services:
             return await IdempotencyRepository(connection).begin(
                 principal_id, key, request_hash, self.now(), self.idempotency_ttl
             )
+
+    def one_connection(self) -> AbstractAsyncContextManager[None]:
+        """A block whose changes and idempotency statements share one database connection (see
+        :meth:`lifecycle.store.db.Database.one_connection`): the API holds one for each request sent with an
+        ``Idempotency-Key``, which claims the key, runs the change and stores the answer."""
+        return self.database.one_connection()
 
     async def idempotency_complete(
         self, principal_id: str, key: str, status: int, headers: Sequence[tuple[str, str]], body: bytes

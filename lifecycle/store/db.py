@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import event
@@ -52,6 +54,14 @@ _READ_ONLY = "lifecycle_read_only"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long an SQLite writer waits for the write lock before giving up."""
+
+
+@dataclass
+class _Held:
+    """The connection :meth:`Database.one_connection` holds, and whether a unit of work is using it."""
+
+    driver: DriverTransaction
+    busy: bool = False
 
 
 class Database:
@@ -104,6 +114,7 @@ class Database:
             self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else None
         )
         self._plans = Plans(self.engine.dialect) if self.engine.dialect.driver == "asyncpg" else None
+        self._held: ContextVar[_Held | None] = ContextVar(f"lifecycle_held_connection_{id(self)}", default=None)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -116,13 +127,10 @@ class Database:
             async with self._writer() as session, session.begin():
                 yield session
             return
-        async with self._autocommit.connect() as connection:
-            driver = DriverTransaction(
-                connection, (await connection.get_raw_connection()).driver_connection, self._plans
-            )
+        async with self._driver_connection() as driver:
             try:
                 await driver.begin()
-                async with self._writer(bind=connection) as session:
+                async with self._writer(bind=driver.connection) as session:
                     session.info[DRIVER_KEY] = driver
                     async with session.begin():  # flushes and closes the session's own bookkeeping
                         yield session
@@ -130,6 +138,42 @@ class Database:
             except BaseException:
                 await driver.roll_back()
                 raise
+
+    @asynccontextmanager
+    async def one_connection(self) -> AsyncIterator[None]:
+        """Run the block's write transactions and single statements (:meth:`transaction`,
+        :meth:`autocommit`) on one pooled connection, checked out once (PostgreSQL; elsewhere nothing
+        changes). An API request that claims an idempotency key, runs its change and stores its answer
+        would otherwise check out a connection three times, and a checkout through SQLAlchemy costs about
+        as much CPU as a statement. The connection serves one unit of work at a time: one that starts while
+        another is open on it (nested) gets a connection of its own, as without this block. Readers
+        (:meth:`reader`) keep their own connections."""
+        if self._autocommit is None or self._plans is None or self._held.get() is not None:
+            yield
+            return
+        async with self._autocommit.connect() as connection:
+            driver = connection, (await connection.get_raw_connection()).driver_connection
+            token = self._held.set(_Held(DriverTransaction(*driver, self._plans)))
+            try:
+                yield
+            finally:
+                self._held.reset(token)
+
+    @asynccontextmanager
+    async def _driver_connection(self) -> AsyncIterator[DriverTransaction]:
+        """The block's connection in autocommit mode with its driver: the one held by :meth:`one_connection`
+        when it is free, else one checked out for the block."""
+        assert self._autocommit is not None and self._plans is not None
+        held = self._held.get()
+        if held is not None and not held.busy:
+            held.busy = True
+            try:
+                yield held.driver
+            finally:
+                held.busy = False
+            return
+        async with self._autocommit.connect() as connection:
+            yield DriverTransaction(connection, (await connection.get_raw_connection()).driver_connection, self._plans)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:
@@ -148,9 +192,12 @@ class Database:
         if self._autocommit is None:
             async with self.engine.begin() as connection:
                 yield connection
-        else:
+        elif self._plans is None:
             async with self._autocommit.connect() as connection:
                 yield connection
+        else:
+            async with self._driver_connection() as driver:
+                yield driver.connection
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

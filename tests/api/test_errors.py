@@ -24,6 +24,9 @@ async def test_no_token_is_401_with_a_bearer_challenge(client: httpx.AsyncClient
         assert response.headers["WWW-Authenticate"] == 'Bearer realm="lifecycle"'
     created = await client.post("/api/v1/projects", json={})
     problem(created, 401, "api.unauthorized")  # before any validation of the body
+    # Before routing too: without a token, a path that is not an endpoint answers as one that is.
+    problem(await client.get("/api/v1/nothing-here"), 401, "api.unauthorized")
+    problem(await client.delete("/api/v1/projects"), 401, "api.unauthorized")
 
 
 @pytest.mark.parametrize(

@@ -100,3 +100,53 @@ def test_postgresql_pools_are_sized_by_the_caller_with_defaults_from_the_setting
     ):
         pool: Any = database.engine.pool
         assert (pool.size(), pool._max_overflow) == (size, overflow)
+
+
+async def _backend(executor: Any) -> int | None:
+    """The PostgreSQL backend serving ``executor`` (a session or a connection)."""
+    return (await executor.execute(text("SELECT pg_backend_pid()"))).scalar()
+
+
+@pytest.mark.anyio
+async def test_one_connection_serves_the_blocks_units_of_work_on_one_connection(database: Database) -> None:
+    if database.dialect != "postgresql":
+        async with database.one_connection():  # nothing to share on SQLite: the block just runs
+            async with database.transaction() as session:
+                await session.execute(text("SELECT 1"))
+        return
+    async with database.one_connection():
+        async with database.autocommit() as connection:
+            claimed = await _backend(connection)
+        async with database.transaction() as session:
+            changed = await _backend(session)
+            # A unit of work starting while this one holds the connection gets another connection.
+            async with database.transaction() as nested:
+                inner = await _backend(nested)
+            async with database.autocommit() as connection:
+                inner_single = await _backend(connection)
+        async with database.autocommit() as connection:
+            answered = await _backend(connection)
+    assert claimed == changed == answered
+    assert inner != changed and inner_single != changed
+    async with database.transaction() as session:  # outside the block: a connection from the pool as usual
+        await _backend(session)
+
+
+@pytest.mark.anyio
+async def test_one_connection_commits_and_rolls_back_each_transaction_on_its_own(database: Database) -> None:
+    insert = text(
+        "INSERT INTO principals (id, name, roles, created_at) VALUES (:id, :id, '[]', CURRENT_TIMESTAMP)"
+    )
+    async with database.one_connection():
+        async with database.transaction() as session:
+            await session.execute(insert, {"id": "kept"})
+        with pytest.raises(RuntimeError, match="refused"):
+            async with database.transaction() as session:
+                await session.execute(insert, {"id": "dropped"})
+                raise RuntimeError("refused")
+        # The held connection is not left inside the failed transaction: the next one works and commits.
+        async with database.transaction() as session:
+            await session.execute(insert, {"id": "after"})
+    async with database.reader() as session:
+        stored = (await session.execute(text("SELECT id FROM principals ORDER BY id"))).scalars().all()
+    assert stored == ["after", "kept"]
