@@ -110,9 +110,9 @@ async def _backend(executor: Any) -> int | None:
 @pytest.mark.anyio
 async def test_one_connection_serves_the_blocks_units_of_work_on_one_connection(database: Database) -> None:
     if database.dialect != "postgresql":
-        async with database.one_connection():  # nothing to share on SQLite: the block just runs
-            async with database.transaction() as session:
-                await session.execute(text("SELECT 1"))
+        # Nothing to share on SQLite: the block just runs.
+        async with database.one_connection(), database.transaction() as session:
+            await session.execute(text("SELECT 1"))
         return
     async with database.one_connection():
         async with database.autocommit() as connection:
@@ -134,9 +134,7 @@ async def test_one_connection_serves_the_blocks_units_of_work_on_one_connection(
 
 @pytest.mark.anyio
 async def test_one_connection_commits_and_rolls_back_each_transaction_on_its_own(database: Database) -> None:
-    insert = text(
-        "INSERT INTO principals (id, name, roles, created_at) VALUES (:id, :id, '[]', CURRENT_TIMESTAMP)"
-    )
+    insert = text("INSERT INTO principals (id, name, roles, created_at) VALUES (:id, :id, '[]', CURRENT_TIMESTAMP)")
     async with database.one_connection():
         async with database.transaction() as session:
             await session.execute(insert, {"id": "kept"})
