@@ -135,8 +135,8 @@ class Database:
                     async with session.begin():  # flushes and closes the session's own bookkeeping
                         yield session
                 await driver.commit()
-            except BaseException:
-                await driver.roll_back()
+            except BaseException as cause:
+                await driver.roll_back(cause)
                 raise
 
     @asynccontextmanager
@@ -165,7 +165,8 @@ class Database:
         when it is free, else one checked out for the block."""
         assert self._autocommit is not None and self._plans is not None
         held = self._held.get()
-        if held is not None and not held.busy:
+        # A held connection a failed unit of work closed (see DriverTransaction.roll_back) serves no other.
+        if held is not None and not held.busy and not held.driver.driver.is_closed():
             held.busy = True
             try:
                 yield held.driver
@@ -197,7 +198,14 @@ class Database:
                 yield connection
         else:
             async with self._driver_connection() as driver:
-                yield driver.connection
+                # The store's prebuilt statements on this connection go to the driver (lifecycle.store.driver).
+                # The info dict follows the pooled connection, so the entry goes when the block ends.
+                info = driver.connection.info
+                info[DRIVER_KEY] = driver
+                try:
+                    yield driver.connection
+                finally:
+                    info.pop(DRIVER_KEY, None)
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

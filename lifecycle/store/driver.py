@@ -10,18 +10,24 @@ How, without writing any statement twice:
 * a PostgreSQL write transaction (:meth:`lifecycle.store.db.Database.transaction`) is begun and committed on
   the asyncpg connection itself (the SQLAlchemy connection under it is in autocommit mode, so SQLAlchemy
   sends no ``BEGIN`` or ``COMMIT`` of its own), and the session carries a :class:`DriverTransaction` in its
-  ``info``;
+  ``info``; so does the connection of an autocommit block (:meth:`~lifecycle.store.db.Database.autocommit`),
+  where each statement commits on its own;
 * the repositories run their prebuilt statements with :func:`rows`, :func:`execute` and
   :func:`execute_many`. In such a transaction these compile the SQLAlchemy Core statement once per set of
   parameter names (a :class:`Plan`, kept for the process) and hand the SQL text to asyncpg, whose own cache
   prepares it once per connection. Parameters and result columns go through the same type conversions
   SQLAlchemy applies (each type's ``bind_processor`` and ``result_processor`` for the asyncpg dialect), so
   the values are those SQLAlchemy would read and write. Anything else — SQLite, a read-only session, a
-  statement with an expanding ``IN`` list, any statement not run through these functions — goes through
-  SQLAlchemy as usual, on the same connection and in the same transaction;
+  statement whose SQL SQLAlchemy renders per call (an expanding ``IN`` list, a ``literal_execute``
+  parameter), a query that does not declare its result columns (a bare ``text()``), a statement inside a
+  savepoint (``session.begin_nested()``, whose ``SAVEPOINT`` SQLAlchemy sends with its next statement), any
+  statement not run through these functions — goes through SQLAlchemy as usual, on the same connection and in
+  the same transaction;
 * errors keep SQLAlchemy's shape: an integrity violation is :class:`sqlalchemy.exc.IntegrityError`, any other
   database error :class:`sqlalchemy.exc.DBAPIError`, and a connection the driver found broken is invalidated so
-  that the pool does not hand it out again.
+  that the pool does not hand it out again. A ``COMMIT`` the server answers with ``ROLLBACK`` (the
+  transaction had failed) raises rather than passing for a commit; a block cancelled mid-statement closes its
+  connection, so the server ends the transaction and no later checkout finds it open.
 
 Rows come back as sequences in the statement's column order (an asyncpg ``Record`` or a tuple, or
 SQLAlchemy's ``Row`` on the other path): read them by position.
@@ -33,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import anyio
 import asyncpg
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -41,7 +48,8 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 DRIVER_KEY: Final = "lifecycle.driver_transaction"
-"""The key of a session's ``info`` under which a PostgreSQL write transaction keeps its :class:`DriverTransaction`."""
+"""The key of the ``info`` of a session (a PostgreSQL write transaction) or of a connection (an autocommit block)
+under which its :class:`DriverTransaction` is kept."""
 
 _MISSING: Final = object()
 
@@ -57,6 +65,8 @@ class Plan:
         slots: per placeholder, in order: the parameter name, its bind processor (or None) and the value the
             statement itself carries for it (a literal in the statement), or ``_MISSING`` when the caller
             must give it.
+        columns: the statement's declared result columns (a query's selected columns, a write's
+            ``RETURNING`` columns), or None when it declares none (a bare ``text()``).
         results: per result column, its result processor (or None); None until the first run has told the
             columns' database types (numeric conversions depend on them).
         convert: whether any result column has a processor.
@@ -65,6 +75,7 @@ class Plan:
     statement: Executable  # kept alive: the cache is keyed by its id
     sql: str
     slots: tuple[tuple[str, Processor | None, Any], ...]
+    columns: tuple[Any, ...] | None
     results: tuple[Processor | None, ...] | None = None
     convert: bool = False
 
@@ -99,9 +110,10 @@ class Plans:
         compiled = statement.compile(dialect=self.dialect, column_keys=sorted(names), for_executemany=many)  # type: ignore[attr-defined]
         if not isinstance(compiled, SQLCompiler) or compiled.positiontup is None:
             return None
+        if compiled.escaped_bind_names or compiled.post_compile_params or compiled.literal_execute_params:
+            # Renamed parameters, or SQL rendered per call (expanding IN lists, literal_execute values).
+            return None
         binds = compiled.binds
-        if compiled.escaped_bind_names or any(binds[name].expanding for name in compiled.positiontup):
-            return None  # rendered per call by SQLAlchemy (IN lists) or renamed: leave those to it
         slots = []
         for name in compiled.positiontup:
             bind = binds[name]
@@ -110,12 +122,14 @@ class Plans:
                 return None  # a value computed per execution: SQLAlchemy's business
             carried = _MISSING if bind.required else bind.value
             slots.append((name, processor, carried))
-        return Plan(statement, compiled.string, tuple(slots))
+        # A query's selected columns, or a write's RETURNING columns; a bare text() has no such attribute.
+        exported = getattr(statement, "exported_columns", None)
+        columns = None if exported is None else tuple(exported)
+        return Plan(statement, compiled.string, tuple(slots), columns)
 
-    def result_processors(self, statement: Executable, type_oids: Sequence[int]) -> tuple[Processor | None, ...]:
-        """The result processors of the statement's columns, given their database types."""
-        # A query's selected columns, or a write's RETURNING columns.
-        columns: list[Any] = list(getattr(statement, "exported_columns", ()))
+    def result_processors(self, plan: Plan, type_oids: Sequence[int]) -> tuple[Processor | None, ...]:
+        """The result processors of the plan's columns, given their database types."""
+        columns = plan.columns or ()
         if len(columns) != len(type_oids):
             raise RuntimeError(f"{len(type_oids)} result columns where the statement names {len(columns)}")
         return tuple(
@@ -125,7 +139,8 @@ class Plans:
 
 
 class DriverTransaction:
-    """A PostgreSQL write transaction begun on the asyncpg connection itself (see the module docstring)."""
+    """A PostgreSQL write transaction begun on the asyncpg connection itself, or the connection of an
+    autocommit block, whose statements then commit one by one (see the module docstring)."""
 
     __slots__ = ("connection", "driver", "plans")
 
@@ -139,23 +154,35 @@ class DriverTransaction:
         await self._call("BEGIN", (), self.driver.execute, "BEGIN")
 
     async def commit(self) -> None:
-        await self._call("COMMIT", (), self.driver.execute, "COMMIT")
+        """``COMMIT``; raises :class:`~sqlalchemy.exc.DBAPIError` if the server rolled the transaction back
+        instead (it answers ``ROLLBACK`` to a ``COMMIT`` of a transaction a failed statement had aborted)."""
+        status = await self._call("COMMIT", (), self.driver.execute, "COMMIT")
+        if status != "COMMIT":
+            failure = RuntimeError(f"PostgreSQL answered {status!r} to COMMIT: the transaction had failed")
+            raise DBAPIError("COMMIT", (), failure)
 
-    async def roll_back(self) -> None:
-        """End a failed transaction. A connection that is broken, or cannot roll back, is dropped from the pool
-        (no later checkout may find it inside this transaction); the failure that led here is the one raised."""
-        if not self.driver.is_closed():
+    async def roll_back(self, cause: BaseException) -> None:
+        """End a transaction that ``cause`` interrupted; ``cause`` is then raised by the caller.
+
+        After an error the connection rolls back and stays in the pool. Cancelled (``cause`` is no
+        :class:`Exception`), the block must not wait on the server: an AnyIO cancel scope would cancel the
+        ``ROLLBACK`` as well, and asyncpg first waits for the cancelled statement's cancel request. So the
+        connection is closed instead, which ends the transaction on the server, and dropped from the pool; so
+        is a connection that is broken or cannot roll back."""
+        if isinstance(cause, Exception) and not self.driver.is_closed():
             try:
                 await self.driver.execute("ROLLBACK")
                 return
             except Exception:
                 pass
-        await self.connection.invalidate()
+        self.driver.terminate()  # synchronous: the server sees the socket close and rolls back
+        with anyio.CancelScope(shield=True):  # invalidating awaits (SQLAlchemy closes the connection record)
+            await self.connection.invalidate()
 
     async def fetch(self, plan: Plan, args: list[Any]) -> Sequence[Sequence[Any]]:
         if plan.results is None:
             prepared = await self._call(plan.sql, args, self.driver.prepare, plan.sql)
-            plan.results = self.plans.result_processors(plan.statement, [a.type.oid for a in prepared.get_attributes()])
+            plan.results = self.plans.result_processors(plan, [a.type.oid for a in prepared.get_attributes()])
             plan.convert = any(plan.results)
         records = await self._call(plan.sql, args, self.driver.fetch, plan.sql, *args)
         if not plan.convert:
@@ -182,46 +209,50 @@ class DriverTransaction:
             raise DBAPIError(sql, args, error) from error
 
 
+Executor = AsyncSession | AsyncConnection
+"""What the module's functions run statements on: a session, or a Core connection (e.g. in autocommit)."""
+
+
 def _driver_plan(
-    session: AsyncSession, statement: Executable, names: frozenset[str], many: bool
+    executor: Executor, statement: Executable, names: frozenset[str], many: bool
 ) -> tuple[DriverTransaction, Plan] | None:
-    transaction: DriverTransaction | None = session.info.get(DRIVER_KEY)
-    if transaction is None:
-        return None
+    transaction: DriverTransaction | None = executor.info.get(DRIVER_KEY)
+    if transaction is None or executor.in_nested_transaction():
+        return None  # SQLite, a reader, or a savepoint (SQLAlchemy sends its SAVEPOINT with its next statement)
     plan = transaction.plans.plan(statement, names, many)
     return None if plan is None else (transaction, plan)
 
 
 async def rows(
-    session: AsyncSession, statement: Executable, params: Mapping[str, Any] | None = None
+    executor: Executor, statement: Executable, params: Mapping[str, Any] | None = None
 ) -> Sequence[Sequence[Any]]:
     """Every row ``statement`` returns for ``params``, as sequences in its column order."""
     params = params or {}
-    found = _driver_plan(session, statement, frozenset(params), many=False)
-    if found is None:
-        return (await session.execute(statement, params)).all()
+    found = _driver_plan(executor, statement, frozenset(params), many=False)
+    if found is None or found[1].columns is None:
+        return (await executor.execute(statement, params)).all()
     transaction, plan = found
     return await transaction.fetch(plan, plan.args(params))
 
 
-async def execute(session: AsyncSession, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
+async def execute(executor: Executor, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
     """Run ``statement`` once for ``params``, reading nothing back."""
     params = params or {}
-    found = _driver_plan(session, statement, frozenset(params), many=False)
+    found = _driver_plan(executor, statement, frozenset(params), many=False)
     if found is None:
-        await session.execute(statement, params)
+        await executor.execute(statement, params)
         return
     transaction, plan = found
     await transaction.execute(plan, plan.args(params))
 
 
-async def execute_many(session: AsyncSession, statement: Executable, params: Sequence[Mapping[str, Any]]) -> None:
+async def execute_many(executor: Executor, statement: Executable, params: Sequence[Mapping[str, Any]]) -> None:
     """Run ``statement`` once per entry of ``params`` (all with the same names), in one batch."""
     if not params:
         return
-    found = _driver_plan(session, statement, frozenset(params[0]), many=True)
+    found = _driver_plan(executor, statement, frozenset(params[0]), many=True)
     if found is None:
-        await session.execute(statement, list(params))
+        await executor.execute(statement, list(params))
         return
     transaction, plan = found
     await transaction.execute_many(plan, [plan.args(p) for p in params])

@@ -14,10 +14,9 @@ The key is scoped to the principal that sent it (two callers may use the same ke
 
 Each step is one statement (two for a duplicate), atomic on its own: the service runs them on an autocommit
 connection (:meth:`lifecycle.store.db.Database.autocommit`). Every request sent with a key pays for a claim and
-a completion, so both are kept cheap: the SQLAlchemy statements are built once per dialect with bound
-parameters (no building or compiling per request), and on an autocommit PostgreSQL connection the claim,
-completion and release go to the driver (asyncpg) as plain SQL, since SQLAlchemy's execution path costs more
-CPU than the statement's round trip. The SQLAlchemy statements serve SQLite and callers inside a transaction.
+a completion, so both are kept cheap: the statements are built once per dialect with bound parameters, and run
+through :mod:`lifecycle.store.driver`, which on PostgreSQL hands them to asyncpg compiled once (SQLAlchemy's
+execution path costs more CPU than the statement's round trip).
 
 The caller compares ``request_hash`` with the stored one: the same key with a different request is an
 error, not a replay.
@@ -25,7 +24,6 @@ error, not a replay.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from . import driver
 from .models import idempotency_records as records
 
 CLAIM_ATTEMPTS = 3
@@ -60,19 +59,34 @@ class IdempotencyEntry:
     body: bytes | None = None
 
 
-def _entry(row: Any) -> IdempotencyEntry:
-    headers = row.response_headers
+_COLUMNS = (
+    records.c.principal_id,
+    records.c.key,
+    records.c.request_hash,
+    records.c.state,
+    records.c.created_at,
+    records.c.expires_at,
+    records.c.completed_at,
+    records.c.response_status,
+    records.c.response_headers,
+    records.c.response_body,
+)
+"""The columns :data:`_READ` selects, in the order :func:`_entry` reads them (rows are read by position)."""
+
+
+def _entry(row: Sequence[Any]) -> IdempotencyEntry:
+    principal_id, key, request_hash, state, created_at, expires_at, completed_at, status, headers, body = row
     return IdempotencyEntry(
-        principal_id=row.principal_id,
-        key=row.key,
-        request_hash=row.request_hash,
-        state=row.state,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        completed_at=row.completed_at,
-        status=row.response_status,
+        principal_id=principal_id,
+        key=key,
+        request_hash=request_hash,
+        state=state,
+        created_at=created_at,
+        expires_at=expires_at,
+        completed_at=completed_at,
+        status=status,
         headers=tuple((str(name), str(value)) for name, value in headers) if headers is not None else None,
-        body=bytes(row.response_body) if row.response_body is not None else None,
+        body=bytes(body) if body is not None else None,
     )
 
 
@@ -111,7 +125,7 @@ def _claim_statement(dialect: str) -> Insert:
     ).returning(records.c.key)
 
 
-_READ = select(records).where(*_THIS_RECORD)
+_READ = select(*_COLUMNS).where(*_THIS_RECORD)
 
 _COMPLETE = (
     update(records)
@@ -129,58 +143,10 @@ _COMPLETE = (
 _RELEASE = delete(records).where(*_THIS_RECORD, _RUNNING).returning(records.c.key)
 
 
-# The same three statements for asyncpg. The headers go in as JSON text cast to jsonb, so nothing depends on
-# the jsonb codec SQLAlchemy installs on its connections.
-_PG_CLAIM = """
-INSERT INTO idempotency_records AS r (principal_id, key, request_hash, state, created_at, expires_at)
-VALUES ($1, $2, $3, 'running', $4, $5)
-ON CONFLICT (principal_id, key) DO UPDATE
-SET request_hash = excluded.request_hash, state = 'running', created_at = excluded.created_at,
-    expires_at = excluded.expires_at, completed_at = NULL, response_status = NULL, response_headers = NULL,
-    response_body = NULL
-WHERE r.expires_at <= $4
-RETURNING r.key
-"""
-
-_PG_COMPLETE = """
-UPDATE idempotency_records
-SET state = 'completed', completed_at = $3, response_status = $4, response_headers = $5::text::jsonb,
-    response_body = $6
-WHERE principal_id = $1 AND key = $2 AND state = 'running'
-RETURNING key
-"""
-
-_PG_RELEASE = """
-DELETE FROM idempotency_records WHERE principal_id = $1 AND key = $2 AND state = 'running' RETURNING key
-"""
-
-
 def _dialect_name(executor: AsyncSession | AsyncConnection) -> str:
     if isinstance(executor, AsyncConnection):
         return executor.dialect.name
     return executor.get_bind().dialect.name
-
-
-async def _asyncpg_driver(executor: AsyncSession | AsyncConnection) -> tuple[AsyncConnection, Any] | None:
-    """``executor`` and the asyncpg connection under it when it is a PostgreSQL connection in autocommit mode
-    (a statement sent to the driver then runs alone, as it would through SQLAlchemy), else None."""
-    if not isinstance(executor, AsyncConnection) or executor.dialect.name != "postgresql":
-        return None
-    connection = executor.sync_connection
-    if connection is None or connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-        return None
-    return executor, (await executor.get_raw_connection()).driver_connection
-
-
-async def _driver_returns_row(executor: AsyncConnection, driver: Any, sql: str, *args: Any) -> bool:
-    """Run ``sql`` on the driver: whether it returned a row. A connection the driver found dead is
-    invalidated, as SQLAlchemy does for its own statements, so that the pool does not hand it out again."""
-    try:
-        return await driver.fetchval(sql, *args) is not None
-    except BaseException:
-        if driver.is_closed():
-            await executor.invalidate()
-        raise
 
 
 class IdempotencyRepository:
@@ -198,17 +164,14 @@ class IdempotencyRepository:
         for _ in range(CLAIM_ATTEMPTS):
             if await self._claim(principal_id, key, request_hash, now, now + ttl):
                 return None
-            row = (await self.executor.execute(_READ, this)).first()
-            if row is not None:
-                return _entry(row)
+            found = await driver.rows(self.executor, _READ, this)
+            if found:
+                return _entry(found[0])
             # Released between the two statements (its request failed): the key is free, claim it again.
         raise RuntimeError(f"idempotency key of principal {principal_id} kept changing hands; not claimed")
 
     async def _claim(self, principal_id: str, key: str, request_hash: str, now: datetime, expires: datetime) -> bool:
         """Run the claim statement; whether it inserted or took over the record."""
-        on_driver = await _asyncpg_driver(self.executor)
-        if on_driver is not None:
-            return await _driver_returns_row(*on_driver, _PG_CLAIM, principal_id, key, request_hash, now, expires)
         values = {
             "principal": principal_id,
             "idem_key": key,
@@ -218,12 +181,12 @@ class IdempotencyRepository:
             "now": now,
         }
         statement = _claim_statement(_dialect_name(self.executor))
-        return (await self.executor.execute(statement, values)).first() is not None
+        return bool(await driver.rows(self.executor, statement, values))
 
     async def get(self, principal_id: str, key: str) -> IdempotencyEntry | None:
         """The record for (principal, key), expired or not, or None."""
-        row = (await self.executor.execute(_READ, {"principal": principal_id, "idem_key": key})).first()
-        return _entry(row) if row else None
+        found = await driver.rows(self.executor, _READ, {"principal": principal_id, "idem_key": key})
+        return _entry(found[0]) if found else None
 
     async def complete(
         self,
@@ -235,28 +198,19 @@ class IdempotencyRepository:
         now: datetime,
     ) -> bool:
         """Store the response of a running request; False if there is no running record for it."""
-        stored = [[name, value] for name, value in headers]
-        on_driver = await _asyncpg_driver(self.executor)
-        if on_driver is not None:
-            args = (principal_id, key, now, status, json.dumps(stored), body)
-            return await _driver_returns_row(*on_driver, _PG_COMPLETE, *args)
         values = {
             "principal": principal_id,
             "idem_key": key,
             "now": now,
             "status": status,
-            "headers": stored,
+            "headers": [[name, value] for name, value in headers],
             "body": body,
         }
-        return (await self.executor.execute(_COMPLETE, values)).first() is not None
+        return bool(await driver.rows(self.executor, _COMPLETE, values))
 
     async def release(self, principal_id: str, key: str) -> bool:
         """Forget a running record (its request failed before producing an answer worth replaying)."""
-        on_driver = await _asyncpg_driver(self.executor)
-        if on_driver is not None:
-            return await _driver_returns_row(*on_driver, _PG_RELEASE, principal_id, key)
-        result = await self.executor.execute(_RELEASE, {"principal": principal_id, "idem_key": key})
-        return result.first() is not None
+        return bool(await driver.rows(self.executor, _RELEASE, {"principal": principal_id, "idem_key": key}))
 
     async def purge_expired(self, now: datetime) -> int:
         """Delete every record past its expiry; how many were deleted."""

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from lifecycle.clock import FrozenClock
@@ -191,10 +191,11 @@ async def test_a_connection_the_driver_found_dead_is_not_pooled_again(db_url: st
     try:
         async with database.transaction() as session:
             await PrincipalRepository(session).add("alice", "alice", ["unit"], clock.now())
-        with pytest.raises(asyncpg.InterfaceError):
+        with pytest.raises(DBAPIError) as raised:  # SQLAlchemy's shape, as for its own statements
             async with database.autocommit() as connection:
                 await (await connection.get_raw_connection()).driver_connection.close()  # the server went away
                 await IdempotencyRepository(connection).begin("alice", "k", "h", clock.now(), TTL)
+        assert isinstance(raised.value.orig, asyncpg.InterfaceError)
         async with database.autocommit() as connection:  # a fresh connection, not the dead one
             assert await IdempotencyRepository(connection).begin("alice", "k", "h", clock.now(), TTL) is None
     finally:
