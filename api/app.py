@@ -14,7 +14,6 @@ metrics, access (readiness and the bearer token for ``/api/v1``), idempotency (P
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +43,7 @@ from api.routers import (
     workflows,
 )
 from api.runtime import Runtime
+from lifecycle import heap
 from lifecycle.clock import Clock
 from lifecycle.services import Services
 from lifecycle.settings import Settings
@@ -83,9 +83,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not state.ready:
         # Keep running: /healthz answers, /readyz says why, /api/v1 answers 503 until the database is fixed.
         log.error("not ready: %s (%s)", state.reason, state.code)
-    # Everything loaded by now lives as long as the process: moved out of the collector's reach, so the
-    # full collections that requests' short-lived objects trigger do not walk it every time.
-    gc.freeze()
+    # Everything loaded by now lives as long as the process: out of the collector's reach, collections rarer.
+    heap.settle()
     try:
         yield
     finally:

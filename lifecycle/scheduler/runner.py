@@ -20,7 +20,6 @@ every scheduler works.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from lifecycle import heap
 from lifecycle.services import Services
 from lifecycle.services.scheduling_views import TickReport
 from lifecycle.settings import Settings, SettingsError
@@ -174,9 +174,9 @@ class SchedulerRunner:
         )
         scheduler.start()
         self._scheduler = scheduler
-        # Everything loaded so far lives as long as the process: moved out of the collector's reach, so
-        # that the full collections a tick's many short-lived objects trigger do not walk it every time.
-        gc.freeze()
+        # Everything loaded so far lives as long as the process: out of the collector's reach, collections
+        # rarer (a tick allocates many short-lived objects).
+        heap.settle()
         log.info("scheduler %s started: a tick every %ss", self.name, self.interval)
         return self
 
