@@ -54,6 +54,7 @@ from lifecycle.errors import Forbidden, InvalidInput, Location, NotFound, Proble
 from lifecycle.messages import register
 from lifecycle.settings import Settings
 from lifecycle.spec.models import Definition
+from lifecycle.store import driver
 from lifecycle.store.db import Database
 from lifecycle.store.events import AuditFinding, EventRecord, EventRepository, chain
 from lifecycle.store.idempotency import IdempotencyEntry, IdempotencyRepository
@@ -744,8 +745,12 @@ class Services:
             change = self._derive(p.record, values, p.instance, p.definition, result, p.events, p.actor, p.now)
             changes.append(change)
             writes.append(AggregateWrite(p.record, values, p.instance, result, p.definition, change.fire_times))
-        await ProjectRepository(session).save_many(writes)
-        await self._finish(session, changes)
+        async with driver.deferred(session):
+            # Events first: held back with the step and child rows, they reach the server in one statement
+            # with the project rows' (checked) update, which save_many writes last.
+            await self._insert_events(session, changes)
+            await ProjectRepository(session).save_many(writes)
+            await self._run_hooks(session, changes)
         return [change.record for change in changes]
 
     async def _save_new(
@@ -763,10 +768,12 @@ class Services:
         values = new_values(header, instance, definition, now)
         genesis = record_of(values)
         change = self._derive(genesis, values, instance, definition, result, events, actor, now)
-        await ProjectRepository(session).insert(
-            header, instance, definition, now, values=values, fire_times=change.fire_times
-        )
-        await self._finish(session, [change])
+        async with driver.deferred(session):
+            await ProjectRepository(session).insert(
+                header, instance, definition, now, values=values, fire_times=change.fire_times
+            )
+            await self._insert_events(session, [change])
+            await self._run_hooks(session, [change])
         return change.record
 
     def _derive(
@@ -794,9 +801,12 @@ class Services:
         values.update(change.derived)
         return replace(change, record=record_of(values, before))
 
-    async def _finish(self, session: AsyncSession, changes: Sequence[Change]) -> None:
-        """After the project rows are written: their events, then every hook's own rows."""
+    @staticmethod
+    async def _insert_events(session: AsyncSession, changes: Sequence[Change]) -> None:
         await EventRepository(session).insert([event for change in changes for event in change.events])
+
+    async def _run_hooks(self, session: AsyncSession, changes: Sequence[Change]) -> None:
+        """Let every hook write its own rows, after the project rows and events."""
         for hook in self.hooks:
             await hook.write(session, changes)
 

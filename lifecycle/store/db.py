@@ -21,6 +21,10 @@ and lock a project's row with ``SELECT … FOR UPDATE`` (writers of different pr
 other); once the lock is granted, every later statement of the transaction sees what the previous holder
 committed. Readers run ``REPEATABLE READ READ ONLY``: all their statements see one snapshot.
 
+A PostgreSQL write transaction is begun and ended on the asyncpg connection itself, and the store's prebuilt
+statements go to the driver (:mod:`lifecycle.store.driver`); writes it holds back (:mod:`lifecycle.store.deferred`)
+are sent before any statement SQLAlchemy runs on the same connection (a ``before_execute`` listener).
+
 Single statements that need no transaction around them (the idempotency records) use :meth:`Database.autocommit`:
 on PostgreSQL a connection in autocommit mode, so the statement is its own transaction and costs no ``BEGIN``
 and ``COMMIT`` round trips; on SQLite a write transaction as above (``BEGIN IMMEDIATE``), which costs no round
@@ -45,6 +49,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_only
 
 from lifecycle.settings import DEFAULT_DB_MAX_OVERFLOW, DEFAULT_DB_POOL_SIZE, async_database_url
 from lifecycle.store.driver import DRIVER_KEY, DriverTransaction, Plans
@@ -100,6 +105,8 @@ class Database:
         )
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+        elif self.engine.dialect.driver == "asyncpg":
+            event.listen(self.engine.sync_engine, "before_execute", _send_held_writes)
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         reading: dict[str, Any] = {_READ_ONLY: True}
         if self.dialect == "postgresql":
@@ -128,6 +135,9 @@ class Database:
                 yield session
             return
         async with self._driver_connection() as driver:
+            # On the connection too: a statement SQLAlchemy runs there sends the writes held back before it.
+            info = driver.connection.info
+            info[DRIVER_KEY] = driver
             try:
                 await driver.begin()
                 async with self._writer(bind=driver.connection) as session:
@@ -138,6 +148,8 @@ class Database:
             except BaseException as cause:
                 await driver.roll_back(cause)
                 raise
+            finally:
+                info.pop(DRIVER_KEY, None)
 
     @asynccontextmanager
     async def one_connection(self) -> AsyncIterator[None]:
@@ -213,6 +225,16 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
+
+
+def _send_held_writes(connection: Connection, *_: Any) -> None:
+    """Before SQLAlchemy runs a statement on a connection whose transaction holds writes back (see
+    :mod:`lifecycle.store.deferred`), send them: the statement must find them done."""
+    if connection.closed or connection.invalidated:
+        return  # SQLAlchemy raises its own error for this statement
+    transaction: DriverTransaction | None = connection.info.get(DRIVER_KEY)
+    if transaction is not None and transaction.held:
+        await_only(transaction.flush())  # inside SQLAlchemy's greenlet: waits on the event loop
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

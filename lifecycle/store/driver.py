@@ -29,13 +29,18 @@ How, without writing any statement twice:
   transaction had failed) raises rather than passing for a commit; a block cancelled mid-statement closes its
   connection, so the server ends the transaction and no later checkout finds it open.
 
+Inside :func:`deferred` (a transition's writes), writes are held back and sent as data-modifying ``WITH``
+clauses of the next statement: a transition's project row, steps and events then cost one round trip, not
+three (see :mod:`lifecycle.store.deferred` for when that gives the same result, and when it is not done).
+
 Rows come back as sequences in the statement's column order (an asyncpg ``Record`` or a tuple, or
 SQLAlchemy's ``Row`` on the other path): read them by position.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -46,6 +51,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from .deferred import Footprint, PendingWrites, footprint
 
 DRIVER_KEY: Final = "lifecycle.driver_transaction"
 """The key of the ``info`` of a session (a PostgreSQL write transaction) or of a connection (an autocommit block)
@@ -70,12 +77,14 @@ class Plan:
         results: per result column, its result processor (or None); None until the first run has told the
             columns' database types (numeric conversions depend on them).
         convert: whether any result column has a processor.
+        footprint: what it does to which tables (whether it may share a statement with held writes).
     """
 
     statement: Executable  # kept alive: the cache is keyed by its id
     sql: str
     slots: tuple[tuple[str, Processor | None, Any], ...]
     columns: tuple[Any, ...] | None
+    footprint: Footprint
     results: tuple[Processor | None, ...] | None = None
     convert: bool = False
 
@@ -96,6 +105,8 @@ class Plans:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._plans: dict[tuple[int, frozenset[str], bool], Plan | None] = {}
+        self.combined: dict[tuple[int, ...], str] = {}
+        """The SQL texts of held writes sent together (:mod:`.deferred`), by the plans they combine."""
 
     def plan(self, statement: Executable, names: frozenset[str], many: bool) -> Plan | None:
         """The plan of ``statement`` for parameters ``names``, or None when it cannot run on the driver."""
@@ -125,7 +136,7 @@ class Plans:
         # A query's selected columns, or a write's RETURNING columns; a bare text() has no such attribute.
         exported = getattr(statement, "exported_columns", None)
         columns = None if exported is None else tuple(exported)
-        return Plan(statement, compiled.string, tuple(slots), columns)
+        return Plan(statement, compiled.string, tuple(slots), columns, footprint(statement, compiled.string))
 
     def result_processors(self, plan: Plan, type_oids: Sequence[int]) -> tuple[Processor | None, ...]:
         """The result processors of the plan's columns, given their database types."""
@@ -142,12 +153,16 @@ class DriverTransaction:
     """A PostgreSQL write transaction begun on the asyncpg connection itself, or the connection of an
     autocommit block, whose statements then commit one by one (see the module docstring)."""
 
-    __slots__ = ("connection", "driver", "plans")
+    __slots__ = ("connection", "discarded", "driver", "held", "plans")
 
     def __init__(self, connection: AsyncConnection, driver: Any, plans: Plans) -> None:
         self.connection = connection
         self.driver = driver
         self.plans = plans
+        self.held: PendingWrites | None = None
+        """The writes held back inside :func:`deferred` (None outside it)."""
+        self.discarded = False
+        """Whether held writes were dropped (their block raised): the transaction must not commit."""
 
     async def begin(self) -> None:
         """``BEGIN`` (READ COMMITTED, the server's default)."""
@@ -155,7 +170,12 @@ class DriverTransaction:
 
     async def commit(self) -> None:
         """``COMMIT``; raises :class:`~sqlalchemy.exc.DBAPIError` if the server rolled the transaction back
-        instead (it answers ``ROLLBACK`` to a ``COMMIT`` of a transaction a failed statement had aborted)."""
+        instead (it answers ``ROLLBACK`` to a ``COMMIT`` of a transaction a failed statement had aborted), or
+        if writes held back by :func:`deferred` were dropped because its block raised."""
+        if self.discarded:
+            failure = RuntimeError("writes held back for a later statement were dropped when their block raised")
+            raise DBAPIError("COMMIT", (), failure)
+        await self.flush()
         status = await self._call("COMMIT", (), self.driver.execute, "COMMIT")
         if status != "COMMIT":
             failure = RuntimeError(f"PostgreSQL answered {status!r} to COMMIT: the transaction had failed")
@@ -179,12 +199,14 @@ class DriverTransaction:
         with anyio.CancelScope(shield=True):  # invalidating awaits (SQLAlchemy closes the connection record)
             await self.connection.invalidate()
 
-    async def fetch(self, plan: Plan, args: list[Any]) -> Sequence[Sequence[Any]]:
+    async def fetch(self, plan: Plan, args: list[Any], sql: str | None = None) -> Sequence[Sequence[Any]]:
+        """The rows of ``plan`` for ``args``; ``sql`` is the plan's statement with held writes before it."""
+        sql = sql or plan.sql
         if plan.results is None:
-            prepared = await self._call(plan.sql, args, self.driver.prepare, plan.sql)
+            prepared = await self._call(sql, args, self.driver.prepare, sql)
             plan.results = self.plans.result_processors(plan, [a.type.oid for a in prepared.get_attributes()])
             plan.convert = any(plan.results)
-        records = await self._call(plan.sql, args, self.driver.fetch, plan.sql, *args)
+        records = await self._call(sql, args, self.driver.fetch, sql, *args)
         if not plan.convert:
             return records  # type: ignore[no-any-return]
         processors = plan.results
@@ -197,6 +219,37 @@ class DriverTransaction:
 
     async def execute_many(self, plan: Plan, args: list[list[Any]]) -> None:
         await self._call(plan.sql, args, self.driver.executemany, plan.sql, args)
+
+    async def write(self, plan: Plan, rows: list[list[Any]]) -> None:
+        """Run ``plan`` for each of ``rows``: held back inside :func:`deferred` when it may be, else now."""
+        held = self.held
+        if held is None or not held.may_hold(plan, len(rows)):
+            await self.flush()
+            if len(rows) == 1:
+                await self.execute(plan, rows[0])
+            else:
+                await self.execute_many(plan, rows)
+            return
+        if not held.accepts(plan, len(rows)):
+            await self.flush()
+        held.add(plan, rows)
+
+    async def query(self, plan: Plan, args: list[Any]) -> Sequence[Sequence[Any]]:
+        """The rows of ``plan`` for ``args``, carrying the held writes when it may (see :mod:`.deferred`)."""
+        held = self.held
+        if not held:
+            return await self.fetch(plan, args)
+        if held.reaches(plan):
+            await self.flush()
+            return await self.fetch(plan, args)
+        sql, combined = held.take(plan, args)
+        return await self.fetch(plan, combined, sql)
+
+    async def flush(self) -> None:
+        """Send the held writes, if any, as one statement."""
+        if self.held:
+            sql, args = self.held.take()
+            await self._call(sql, args, self.driver.execute, sql, *args)
 
     async def _call(self, sql: str, args: Any, method: Callable[..., Any], *call_args: Any) -> Any:
         try:
@@ -218,7 +271,9 @@ def _driver_plan(
 ) -> tuple[DriverTransaction, Plan] | None:
     transaction: DriverTransaction | None = executor.info.get(DRIVER_KEY)
     if transaction is None or executor.in_nested_transaction():
-        return None  # SQLite, a reader, or a savepoint (SQLAlchemy sends its SAVEPOINT with its next statement)
+        # SQLite, a reader, or a savepoint (SQLAlchemy sends its SAVEPOINT with its next statement; held
+        # writes go before it, see lifecycle.store.db).
+        return None
     plan = transaction.plans.plan(statement, names, many)
     return None if plan is None else (transaction, plan)
 
@@ -232,22 +287,23 @@ async def rows(
     if found is None or found[1].columns is None:
         return (await executor.execute(statement, params)).all()
     transaction, plan = found
-    return await transaction.fetch(plan, plan.args(params))
+    return await transaction.query(plan, plan.args(params))
 
 
 async def execute(executor: Executor, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
-    """Run ``statement`` once for ``params``, reading nothing back."""
+    """Run ``statement`` once for ``params``, reading nothing back (inside :func:`deferred`, perhaps later)."""
     params = params or {}
     found = _driver_plan(executor, statement, frozenset(params), many=False)
     if found is None:
         await executor.execute(statement, params)
         return
     transaction, plan = found
-    await transaction.execute(plan, plan.args(params))
+    await transaction.write(plan, [plan.args(params)])
 
 
 async def execute_many(executor: Executor, statement: Executable, params: Sequence[Mapping[str, Any]]) -> None:
-    """Run ``statement`` once per entry of ``params`` (all with the same names), in one batch."""
+    """Run ``statement`` once per entry of ``params`` (all with the same names), in one batch (inside
+    :func:`deferred`, perhaps later)."""
     if not params:
         return
     found = _driver_plan(executor, statement, frozenset(params[0]), many=True)
@@ -255,4 +311,28 @@ async def execute_many(executor: Executor, statement: Executable, params: Sequen
         await executor.execute(statement, list(params))
         return
     transaction, plan = found
-    await transaction.execute_many(plan, [plan.args(p) for p in params])
+    await transaction.write(plan, [plan.args(p) for p in params])
+
+
+@asynccontextmanager
+async def deferred(executor: Executor) -> AsyncIterator[None]:
+    """Hold back the block's writes and send them with later statements (see :mod:`.deferred`); what is
+    still held when the block ends is sent then. Only in a PostgreSQL write transaction; elsewhere, and when
+    already inside such a block, the block just runs.
+
+    If the block raises, what it held is dropped, and the transaction refuses to commit (it would lack
+    writes its caller believed done)."""
+    transaction: DriverTransaction | None = executor.info.get(DRIVER_KEY)
+    if transaction is None or transaction.held is not None:
+        yield
+        return
+    transaction.held = PendingWrites(transaction.plans.combined)
+    try:
+        yield
+        await transaction.flush()
+    except BaseException:
+        if transaction.held:
+            transaction.discarded = True
+        raise
+    finally:
+        transaction.held = None

@@ -694,7 +694,6 @@ class ProjectRepository:
         """
         if not writes:
             return
-        await self._update_projects(writes)
         # The step rows mirror the state's steps: only the difference is written.
         added: list[tuple[str, int]] = []
         removed: list[tuple[str, int]] = []
@@ -755,6 +754,8 @@ class ProjectRepository:
                     )
         for table_name, rows in changed.items():
             await self._update_children(table_name, rows)
+        # Last: inside driver.deferred() the checked update carries the rows written above to the server.
+        await self._update_projects(writes)
 
     # --- internals --------------------------------------------------------------------------------------
 
