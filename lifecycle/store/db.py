@@ -140,10 +140,18 @@ class Database:
             info[DRIVER_KEY] = driver
             try:
                 await driver.begin()
-                async with self._writer(bind=driver.connection) as session:
-                    session.info[DRIVER_KEY] = driver
-                    async with session.begin():  # flushes and closes the session's own bookkeeping
-                        yield session
+                # The session only runs Core statements (the store uses no ORM unit of work). Until it runs one
+                # itself it holds nothing, so there is nothing to end; when it has, ending its bookkeeping sends
+                # nothing to the server either (the connection is in autocommit mode: the driver commits).
+                session = self._writer(bind=driver.connection)
+                session.info[DRIVER_KEY] = driver
+                try:
+                    yield session
+                    if session.in_transaction():
+                        await session.commit()
+                finally:
+                    if session.in_transaction():
+                        await session.close()
                 await driver.commit()
             except BaseException as cause:
                 await driver.roll_back(cause)
@@ -163,9 +171,8 @@ class Database:
         if self._autocommit is None or self._plans is None or self._held.get() is not None:
             yield
             return
-        async with self._autocommit.connect() as connection:
-            driver = connection, (await connection.get_raw_connection()).driver_connection
-            token = self._held.set(_Held(DriverTransaction(*driver, self._plans)))
+        async with self._checkout() as driver:
+            token = self._held.set(_Held(driver))
             try:
                 yield
             finally:
@@ -185,8 +192,25 @@ class Database:
             finally:
                 held.busy = False
             return
-        async with self._autocommit.connect() as connection:
-            yield DriverTransaction(connection, (await connection.get_raw_connection()).driver_connection, self._plans)
+        async with self._checkout() as driver:
+            yield driver
+
+    @asynccontextmanager
+    async def _checkout(self) -> AsyncIterator[DriverTransaction]:
+        """A pooled connection in autocommit mode, with its asyncpg connection, returned when the block ends."""
+        assert self._autocommit is not None and self._plans is not None
+        connection = await self._autocommit.connect()
+        try:
+            # Just checked out, so valid: reading its DBAPI connection does no I/O (no greenlet needed).
+            assert connection.sync_connection is not None
+            driver = connection.sync_connection.connection.driver_connection
+            yield DriverTransaction(connection, driver, self._plans)
+        finally:
+            # Not SQLAlchemy's `async with`, which closes in a task of its own behind a shield (a task and an
+            # event-loop turn per checkout) so that a cancelled caller cannot abandon a close that waits on
+            # the server: returning an autocommit connection waits on nothing (no transaction to reset; the
+            # isolation level is reset locally), and a transaction's failure was dealt with before.
+            await connection.close()
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:
