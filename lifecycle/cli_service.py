@@ -132,7 +132,10 @@ async def _serve(settings: Settings, host: str, port: int, background: bool) -> 
             )
         workers = await _start_background(services, settings) if background else []
         app_ = create_app(settings, services=services)
-        config = uvicorn.Config(app_, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on")
+        # access_log off: the app logs each request itself, with its request id (lifecycle.api.access).
+        config = uvicorn.Config(
+            app_, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on", access_log=False
+        )
         try:
             await uvicorn.Server(config).serve()
         finally:

@@ -33,6 +33,7 @@ from lifecycle.store.webhooks import (
     EndpointRecord,
     LogRecord,
     NewDelivery,
+    Subscription,
     WebhookRepository,
 )
 from lifecycle.webhooks import events as payloads
@@ -107,12 +108,12 @@ class Subject:
     units: frozenset[str] = frozenset()
 
 
-def endpoint_matches(endpoint: EndpointRecord, event_type: str, subject: Subject) -> bool:
-    """Whether ``endpoint`` wants an event of ``event_type`` about ``subject``. A filter that the event cannot
-    satisfy (a unit filter on an event without a project) does not match."""
-    if not endpoint.enabled or not any(type_matches(p, event_type) for p in endpoint.event_types):
+def wants(subscription: Subscription, event_type: str, subject: Subject) -> bool:
+    """Whether an enabled endpoint's ``subscription`` wants an event of ``event_type`` about ``subject``. A
+    filter that the event cannot satisfy (a unit filter on an event without a project) does not match."""
+    if not any(type_matches(p, event_type) for p in subscription.event_types):
         return False
-    filters = endpoint.filters
+    filters = subscription.filters
     keys = filters.get("definition_keys")
     if keys and subject.definition_key not in keys:
         return False
@@ -142,15 +143,15 @@ class WebhookOutbox:
         if not any(change.events for change in changes):
             return
         repository = WebhookRepository(session)
-        endpoints = await repository.endpoints(enabled_only=True)
-        if not endpoints:
+        subscriptions = await repository.subscriptions()
+        if not subscriptions:
             return
         rows: list[NewDelivery] = []
         for change in changes:
-            rows.extend(self._deliveries(change, endpoints))
+            rows.extend(self._deliveries(change, subscriptions))
         await repository.enqueue(rows, changes[0].now)
 
-    def _deliveries(self, change: Change, endpoints: Sequence[EndpointRecord]) -> list[NewDelivery]:
+    def _deliveries(self, change: Change, subscriptions: Sequence[Subscription]) -> list[NewDelivery]:
         record = change.record
         subject = Subject(
             definition_key=record.definition_key,
@@ -161,11 +162,11 @@ class WebhookOutbox:
         rows: list[NewDelivery] = []
         for event in change.events:
             event_type = payloads.event_type_of(event.kind)
-            wanted = [e for e in endpoints if endpoint_matches(e, event_type, subject)]
+            wanted = [s.endpoint_id for s in subscriptions if wants(s, event_type, subject)]
             if not wanted:
                 continue
             body = payloads.body_of(payloads.project_event(change, event, snapshot), self.max_payload_bytes)
-            rows.extend(NewDelivery(e.id, event.event_id, event_type, record.id, body, change.now) for e in wanted)
+            rows.extend(NewDelivery(e, event.event_id, event_type, record.id, body, change.now) for e in wanted)
         return rows
 
     async def enqueue_event(
@@ -193,9 +194,7 @@ class WebhookOutbox:
             targets = [only_endpoint]
         else:
             subject = Subject(definition_key=definition_key)
-            targets = [
-                e.id for e in await repository.endpoints(enabled_only=True) if endpoint_matches(e, event_type, subject)
-            ]
+            targets = [s.endpoint_id for s in await repository.subscriptions() if wants(s, event_type, subject)]
         return [await repository.enqueue_one(NewDelivery(t, ident, event_type, None, body, now), now) for t in targets]
 
 

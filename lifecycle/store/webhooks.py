@@ -32,6 +32,16 @@ from . import driver
 from .models_webhooks import webhook_attempts, webhook_deliveries, webhook_endpoints, webhook_log
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What an enabled endpoint wants: the event types (patterns) and filters the outbox matches events
+    against. Read on every change of a project, so it carries nothing else (no URL, no secrets)."""
+
+    endpoint_id: str
+    event_types: tuple[str, ...]
+    filters: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class EndpointRecord:
     """A stored endpoint. The secrets are left out of ``repr`` (and never leave the services but to sign)."""
@@ -151,8 +161,8 @@ def _attempt(row: Any) -> AttemptRecord:
     return AttemptRecord(**{name: getattr(row, name) for name in _ATTEMPT_COLUMNS})
 
 
-_ENABLED_ENDPOINTS = (
-    select(webhook_endpoints)
+_SUBSCRIPTIONS = (
+    select(webhook_endpoints.c.id, webhook_endpoints.c.event_types, webhook_endpoints.c.filters)
     .where(webhook_endpoints.c.enabled.is_(True))
     .order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
 )
@@ -186,15 +196,20 @@ class WebhookRepository:
 
     async def endpoints(self, owner: str | None = None, *, enabled_only: bool = False) -> list[EndpointRecord]:
         """Endpoints (of one owner, or all), oldest first."""
-        if owner is None and enabled_only:
-            # Every change of a project asks this: a statement built once.
-            return [_endpoint(row) for row in await driver.rows(self.session, _ENABLED_ENDPOINTS)]
         query = select(webhook_endpoints).order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
         if owner is not None:
             query = query.where(webhook_endpoints.c.owner == owner)
         if enabled_only:
             query = query.where(webhook_endpoints.c.enabled.is_(True))
         return [_endpoint(row) for row in await self.session.execute(query)]
+
+    async def subscriptions(self) -> list[Subscription]:
+        """What every enabled endpoint wants, oldest endpoint first (every change of a project asks this:
+        a statement built once)."""
+        return [
+            Subscription(endpoint_id, tuple(event_types or ()), dict(filters or {}))
+            for endpoint_id, event_types, filters in await driver.rows(self.session, _SUBSCRIPTIONS)
+        ]
 
     async def update_endpoint(self, endpoint_id: str, values: dict[str, Any]) -> EndpointRecord:
         """Change columns of an endpoint and bump its version."""
