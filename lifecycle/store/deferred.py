@@ -14,29 +14,44 @@ the end of the block)::
 PostgreSQL runs every data-modifying clause of a statement, referenced or not, in the statement's own
 snapshot: no clause sees what the others wrote, and the order among them is not defined. So a held write must
 not depend on another, and a query sent with them must not read what they change. :class:`PendingWrites` only
-combines what gives the same result as sending the statements one by one:
+combines what gives the same result as sending the statements one by one (:func:`footprint` tells what each
+statement does to which tables):
 
 * plain ``INSERT`` rows, whichever tables they go to (uniqueness and foreign keys are checked as before:
   against every row of the statement, at its end), except a second row for a table that numbers its rows
-  from a sequence: the clauses run in no defined order, so the numbers would not follow the rows' order;
+  from a sequence (the clauses run in no defined order, so the numbers would not follow the rows' order),
+  and a row of a table that held rows reference (alone, their foreign-key check would have failed first);
 * one ``UPDATE``, ``DELETE`` or ``INSERT … ON CONFLICT`` row per table that nothing else held reaches (a
-  write reaches its table, and the tables its foreign-key actions would cascade to); two writes that might
-  touch the same row never share a statement, since PostgreSQL would apply one of them at random;
+  write reaches its table and every table that references it, as far as foreign keys lead: a delete's
+  cascades and checks); two writes that might touch the same row never share a statement, since
+  PostgreSQL would apply one of them at random;
+* no write that reads (in a subquery, ``INSERT … SELECT``) a table a held write changes;
 * a query whose tables no held write reaches, or a write with ``RETURNING`` that could be held with them.
+
+A statement whose effects cannot be told from its structure — text, literal SQL, a quoted string, a function
+call (``clock_timestamp()``, ``nextval()`` would see the clauses' order) — never shares one. Nor is anything
+held in an autocommit block, where each statement must be committed when it returns. Keys of stored rows
+never change in this project, so an update that would create a key held rows reference is not looked for.
 
 Anything else first sends what is held, as a statement of its own, then runs as usual; a statement run
 through SQLAlchemy on the same connection does the same (see :mod:`lifecycle.store.db`). An error of a held
-write is raised by the statement that carried it, inside the same transaction, which then rolls back whole.
+write is raised by the statement that carried it — possibly inside a guard meant for that statement's own
+errors (a savepoint's ``except IntegrityError``) — and PostgreSQL has then aborted the transaction: every
+later statement and the ``COMMIT`` fail, so nothing of it is committed, whoever caught the error.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from sqlalchemy import Sequence, Table
+from sqlalchemy import ForeignKey, Sequence, Table
 from sqlalchemy.sql import Executable, visitors
+from sqlalchemy.sql.elements import ColumnClause, TextClause
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import TableClause
 
 if TYPE_CHECKING:
     from .driver import Plan
@@ -58,18 +73,24 @@ class Footprint:
 
     Attributes:
         kind: ``insert`` (plain), ``upsert`` (``INSERT … ON CONFLICT``), ``update``, ``delete``, ``select``
-            or ``other`` (text, or anything not built as one of these).
-        reach: for a write, the tables whose rows it may change (its own, and those whose foreign keys
-            point at it with an ``ON UPDATE`` / ``ON DELETE`` action it would set off); for a query, the
-            tables it reads.
+            or ``other``: anything else, and anything whose effects cannot be told from its structure (text,
+            literal SQL, a quoted string, a function call — ``clock_timestamp()`` or ``nextval()`` would see
+            the order the clauses run in).
+        reach: for a write, the tables whose rows it may change: its own, and the tables that reference it,
+            as far as foreign keys lead (a delete's cascades, or its checks, reach them all; an update's only
+            through ``ON UPDATE`` actions); for a query, the tables it reads.
         table: a write's own table.
         numbered: whether that table numbers its rows from a sequence (an autoincrement or identity column).
+        reads: the other tables a write reads (in subqueries, ``INSERT … SELECT``, ``UPDATE … FROM``).
+        parents: the tables a write's rows reference by foreign key (checked when the statement ends).
     """
 
     kind: Kind
     reach: frozenset[str]
     table: str | None = None
     numbered: bool = False
+    reads: frozenset[str] = frozenset()
+    parents: frozenset[str] = frozenset()
 
     @property
     def joins_writes(self) -> bool:
@@ -77,40 +98,58 @@ class Footprint:
         return self.kind in ("insert", "upsert", "update", "delete")
 
 
+OPAQUE: Final = Footprint("other", frozenset())
+"""The footprint of a statement that never shares one with held writes."""
+
+
 def footprint(statement: Executable, sql: str) -> Footprint:
     """The footprint of ``statement``, compiled to ``sql``."""
-    if sql.lstrip()[:4].upper() == "WITH":
-        return Footprint("other", frozenset())  # a WITH of its own cannot be nested in another's
-    if getattr(statement, "is_dml", False):
-        target = getattr(statement, "table", None)
-        if not isinstance(target, Table):
-            return Footprint("other", frozenset())
-        kind: Kind
-        if getattr(statement, "is_insert", False):
-            kind = "upsert" if " ON CONFLICT " in sql else "insert"
-        elif getattr(statement, "is_update", False):
-            kind = "update"
-        elif getattr(statement, "is_delete", False):
-            kind = "delete"
-        else:
-            return Footprint("other", frozenset())
-        reach = {target.name}
-        if kind in ("update", "delete"):
-            # Rows of other tables this one's changes cascade to (ON UPDATE / ON DELETE actions).
-            reach |= {
-                table.name
-                for table in target.metadata.tables.values()
-                for key in table.foreign_keys
-                if key.column.table is target and (key.onupdate if kind == "update" else key.ondelete)
-            }
-        numbered = target.autoincrement_column is not None or any(
-            column.identity is not None or isinstance(column.default, Sequence) for column in target.columns
-        )
-        return Footprint(kind, frozenset(reach), target.name, numbered)
+    # A WITH of its own cannot be nested in another's; a quoted string could hold "$1", which renumbering
+    # the placeholders would change.
+    if sql.lstrip()[:4].upper() == "WITH" or "'" in sql or "$$" in sql:
+        return OPAQUE
+    elements = list(visitors.iterate(cast(Any, statement)))
+    if any(
+        isinstance(element, TextClause | FunctionElement) or (isinstance(element, ColumnClause) and element.is_literal)
+        for element in elements
+    ):
+        return OPAQUE
+    tables = {element.name for element in elements if isinstance(element, TableClause)}
     if getattr(statement, "is_select", False):
-        read = {element.name for element in visitors.iterate(cast(Any, statement)) if isinstance(element, Table)}
-        return Footprint("select", frozenset(read))
-    return Footprint("other", frozenset())
+        return Footprint("select", frozenset(tables))
+    target = getattr(statement, "table", None)
+    if not getattr(statement, "is_dml", False) or not isinstance(target, Table):
+        return OPAQUE
+    kind: Kind
+    if getattr(statement, "is_insert", False):
+        kind = "upsert" if " ON CONFLICT " in sql else "insert"
+    elif getattr(statement, "is_update", False):
+        kind = "update"
+    elif getattr(statement, "is_delete", False):
+        kind = "delete"
+    else:
+        return OPAQUE
+    reach = _referencing(target, lambda key: kind == "delete" or (kind == "update" and bool(key.onupdate)))
+    numbered = target.autoincrement_column is not None or any(
+        column.identity is not None or isinstance(column.default, Sequence) for column in target.columns
+    )
+    parents = frozenset(key.column.table.name for key in target.foreign_keys)
+    return Footprint(kind, reach, target.name, numbered, frozenset(tables - {target.name}), parents)
+
+
+def _referencing(target: Table, follows: Callable[[ForeignKey], bool]) -> frozenset[str]:
+    """``target`` and every table that references it through foreign keys ``follows`` accepts, however far."""
+    tables = list(target.metadata.tables.values())
+    found, queue = {target.name}, [target]
+    while queue:
+        parent = queue.pop()
+        for table in tables:
+            if table.name not in found and any(
+                key.column.table is parent and follows(key) for key in table.foreign_keys
+            ):
+                found.add(table.name)
+                queue.append(table)
+    return frozenset(found)
 
 
 def _shifted(sql: str, offset: int) -> str:
@@ -123,12 +162,13 @@ def _shifted(sql: str, offset: int) -> str:
 class PendingWrites:
     """The writes a :class:`~lifecycle.store.driver.DriverTransaction` holds back (see the module docstring)."""
 
-    __slots__ = ("_changed", "_parameters", "_reach", "_texts", "items")
+    __slots__ = ("_changed", "_parameters", "_parents", "_reach", "_texts", "items")
 
     def __init__(self, texts: dict[tuple[int, ...], str]) -> None:
         self.items: list[tuple[Plan, list[Any]]] = []
         self._reach: set[str] = set()  # tables some held write changes
         self._changed: set[str] = set()  # tables a held update, delete or upsert changes
+        self._parents: set[str] = set()  # tables held rows reference by foreign key
         self._parameters = 0
         self._texts = texts  # combined SQL texts by the plans combined (shared by a process's transactions)
 
@@ -140,8 +180,11 @@ class PendingWrites:
         shape = plan.footprint
         if len(self.items) + rows > MAX_STATEMENTS or self._parameters + rows * len(plan.slots) > MAX_PARAMETERS:
             return False
+        if shape.reads & self._reach:
+            return False  # it reads what a held write changes
         if shape.kind == "insert":
-            return shape.table not in (self._reach if shape.numbered else self._changed)
+            # Not a parent row of held rows: alone, their foreign-key check would have failed before it.
+            return shape.table not in (self._reach if shape.numbered else self._changed) | self._parents
         return rows == 1 and not (shape.reach & self._reach)
 
     def may_hold(self, plan: Plan, rows: int) -> bool:
@@ -159,6 +202,7 @@ class PendingWrites:
         self._reach |= shape.reach
         if shape.kind != "insert":
             self._changed |= shape.reach
+        self._parents |= shape.parents
         self._parameters += len(rows) * len(plan.slots)
 
     def reaches(self, query: Plan) -> bool:
@@ -197,4 +241,5 @@ class PendingWrites:
         self.items = []
         self._reach = set()
         self._changed = set()
+        self._parents = set()
         self._parameters = 0

@@ -153,7 +153,7 @@ class DriverTransaction:
     """A PostgreSQL write transaction begun on the asyncpg connection itself, or the connection of an
     autocommit block, whose statements then commit one by one (see the module docstring)."""
 
-    __slots__ = ("connection", "discarded", "driver", "held", "plans")
+    __slots__ = ("connection", "discarded", "driver", "held", "open", "plans")
 
     def __init__(self, connection: AsyncConnection, driver: Any, plans: Plans) -> None:
         self.connection = connection
@@ -163,10 +163,14 @@ class DriverTransaction:
         """The writes held back inside :func:`deferred` (None outside it)."""
         self.discarded = False
         """Whether held writes were dropped (their block raised): the transaction must not commit."""
+        self.open = False
+        """Whether a transaction begun here is open (not in autocommit, where nothing is held back)."""
 
     async def begin(self) -> None:
         """``BEGIN`` (READ COMMITTED, the server's default)."""
+        self.discarded = False  # a connection held for a request serves one transaction after another
         await self._call("BEGIN", (), self.driver.execute, "BEGIN")
+        self.open = True
 
     async def commit(self) -> None:
         """``COMMIT``; raises :class:`~sqlalchemy.exc.DBAPIError` if the server rolled the transaction back
@@ -176,6 +180,7 @@ class DriverTransaction:
             failure = RuntimeError("writes held back for a later statement were dropped when their block raised")
             raise DBAPIError("COMMIT", (), failure)
         await self.flush()
+        self.open = False
         status = await self._call("COMMIT", (), self.driver.execute, "COMMIT")
         if status != "COMMIT":
             failure = RuntimeError(f"PostgreSQL answered {status!r} to COMMIT: the transaction had failed")
@@ -189,6 +194,9 @@ class DriverTransaction:
         ``ROLLBACK`` as well, and asyncpg first waits for the cancelled statement's cancel request. So the
         connection is closed instead, which ends the transaction on the server, and dropped from the pool; so
         is a connection that is broken or cannot roll back."""
+        self.open = False
+        if self.held:
+            self.held.clear()
         if isinstance(cause, Exception) and not self.driver.is_closed():
             try:
                 await self.driver.execute("ROLLBACK")
@@ -317,13 +325,14 @@ async def execute_many(executor: Executor, statement: Executable, params: Sequen
 @asynccontextmanager
 async def deferred(executor: Executor) -> AsyncIterator[None]:
     """Hold back the block's writes and send them with later statements (see :mod:`.deferred`); what is
-    still held when the block ends is sent then. Only in a PostgreSQL write transaction; elsewhere, and when
-    already inside such a block, the block just runs.
+    still held when the block ends is sent then. Only in a PostgreSQL write transaction; elsewhere (SQLite,
+    a reader, an autocommit block, whose statements must each commit when they return), and when already
+    inside such a block, the block just runs.
 
     If the block raises, what it held is dropped, and the transaction refuses to commit (it would lack
     writes its caller believed done)."""
     transaction: DriverTransaction | None = executor.info.get(DRIVER_KEY)
-    if transaction is None or transaction.held is not None:
+    if transaction is None or not transaction.open or transaction.held is not None:
         yield
         return
     transaction.held = PendingWrites(transaction.plans.combined)

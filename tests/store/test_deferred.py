@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, insert, literal, literal_column, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -20,6 +20,7 @@ from lifecycle.store import Database, driver
 from lifecycle.store.deferred import MAX_STATEMENTS, PendingWrites, footprint
 from lifecycle.store.driver import DRIVER_KEY, DriverTransaction, Plan, Plans
 from lifecycle.store.models import events, principals, project_steps, projects, tasks
+from lifecycle.store.models_webhooks import webhook_endpoints
 
 from .conftest import Mini
 from .test_driver import (
@@ -76,6 +77,26 @@ def test_footprints_name_the_kind_and_every_table_a_statement_reaches(plans: Pla
     assert (reading.kind, reading.reach) == ("select", {"projects"})
     joined = select(tasks.c.id).where(tasks.c.project_id.in_(select(projects.c.id).scalar_subquery()))
     assert plan(plans, joined).footprint.reach == {"tasks", "projects"}  # a subquery's tables count too
+
+
+def test_what_a_footprint_cannot_see_into_never_shares_a_statement(plans: Plans) -> None:
+    """Text, literal SQL, quoted strings and function calls make a statement opaque; the footprint follows
+    foreign keys however far, and names what a write reads and references."""
+    opaque = [
+        text("SELECT id FROM principals").columns(principals.c.id),
+        select(principals.c.id).where(principals.c.name == literal_column("'a $1'")),
+        select(func.clock_timestamp()),
+        update(projects).where(projects.c.id == bindparam("pid")).values(updated_at=func.clock_timestamp()),
+    ]
+    for statement in opaque:
+        compiled = plans.plan(statement, frozenset({"pid"}) & frozenset(statement.compile().params), False)
+        assert compiled is None or compiled.footprint.kind == "other", statement
+    deleting = plan(plans, delete(webhook_endpoints).where(webhook_endpoints.c.id == bindparam("e")), "e")
+    assert {"webhook_deliveries", "webhook_attempts"} <= deleting.footprint.reach  # two keys away
+    inserting = plan(plans, INSERT_EVENT, *event_rows("p", 1)[0]).footprint
+    assert "projects" in inserting.parents and not inserting.reads
+    copying = insert(project_steps).from_select(["project_id", "step"], select(projects.c.id, literal(1)))
+    assert plan(plans, copying).footprint.reads == {"projects"}
 
 
 def test_plain_inserts_join_whatever_is_held_and_a_change_of_a_table_waits_for_its_writes(plans: Plans) -> None:
