@@ -33,8 +33,8 @@ trip there.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -135,9 +135,6 @@ class Database:
                 yield session
             return
         async with self._driver_connection() as driver:
-            # On the connection too: a statement SQLAlchemy runs there sends the writes held back before it.
-            info = driver.connection.info
-            info[DRIVER_KEY] = driver
             try:
                 await driver.begin()
                 # The session only runs Core statements (the store uses no ORM unit of work). Until it runs one
@@ -156,8 +153,6 @@ class Database:
             except BaseException as cause:
                 await driver.roll_back(cause)
                 raise
-            finally:
-                info.pop(DRIVER_KEY, None)
 
     @asynccontextmanager
     async def one_connection(self) -> AsyncIterator[None]:
@@ -181,19 +176,24 @@ class Database:
     @asynccontextmanager
     async def _driver_connection(self) -> AsyncIterator[DriverTransaction]:
         """The block's connection in autocommit mode with its driver: the one held by :meth:`one_connection`
-        when it is free, else one checked out for the block."""
+        when it is free, else one checked out for the block. While the block lasts the connection's ``info``
+        carries the driver: the store's statements run on the connection go to it (:mod:`.driver`), and a
+        statement SQLAlchemy runs there sends the writes it holds back first. The ``info`` dict follows the
+        pooled connection, so the entry goes when the block ends."""
         assert self._autocommit is not None and self._plans is not None
         held = self._held.get()
         # A held connection a failed unit of work closed (see DriverTransaction.roll_back) serves no other.
         if held is not None and not held.busy and not held.driver.driver.is_closed():
             held.busy = True
             try:
-                yield held.driver
+                with _carried(held.driver) as driver:
+                    yield driver
             finally:
                 held.busy = False
             return
-        async with self._checkout() as driver:
-            yield driver
+        async with self._checkout() as checked_out:
+            with _carried(checked_out) as driver:
+                yield driver
 
     @asynccontextmanager
     async def _checkout(self) -> AsyncIterator[DriverTransaction]:
@@ -234,14 +234,7 @@ class Database:
                 yield connection
         else:
             async with self._driver_connection() as driver:
-                # The store's prebuilt statements on this connection go to the driver (lifecycle.store.driver).
-                # The info dict follows the pooled connection, so the entry goes when the block ends.
-                info = driver.connection.info
-                info[DRIVER_KEY] = driver
-                try:
-                    yield driver.connection
-                finally:
-                    info.pop(DRIVER_KEY, None)
+                yield driver.connection
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
@@ -249,6 +242,17 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
+
+
+@contextmanager
+def _carried(driver: DriverTransaction) -> Iterator[DriverTransaction]:
+    """``driver`` in its connection's ``info`` while the block lasts."""
+    info = driver.connection.info
+    info[DRIVER_KEY] = driver
+    try:
+        yield driver
+    finally:
+        info.pop(DRIVER_KEY, None)
 
 
 def _send_held_writes(connection: Connection, *_: Any) -> None:

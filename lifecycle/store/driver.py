@@ -195,8 +195,6 @@ class DriverTransaction:
         connection is closed instead, which ends the transaction on the server, and dropped from the pool; so
         is a connection that is broken or cannot roll back."""
         self.open = False
-        if self.held:
-            self.held.clear()
         if isinstance(cause, Exception) and not self.driver.is_closed():
             try:
                 await self.driver.execute("ROLLBACK")
