@@ -28,10 +28,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -255,8 +257,7 @@ def main() -> None:
     with psycopg.connect(f"{args.postgres}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = f"{args.postgres.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-    workdir = Path(f"/tmp/{name}")
-    workdir.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}_"))  # the service's folder (removed at the end)
     try:
         port = free_port()
         service, token = start_service(url, port, workdir)
@@ -275,6 +276,7 @@ def main() -> None:
     finally:
         with psycopg.connect(f"{args.postgres}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(workdir, ignore_errors=True)
 
     ratio = api["rate"] / baseline["rate"]
 
