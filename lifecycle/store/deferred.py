@@ -165,12 +165,8 @@ class PendingWrites:
     __slots__ = ("_changed", "_parameters", "_parents", "_reach", "_texts", "items")
 
     def __init__(self, texts: dict[tuple[int, ...], str]) -> None:
-        self.items: list[tuple[Plan, list[Any]]] = []
-        self._reach: set[str] = set()  # tables some held write changes
-        self._changed: set[str] = set()  # tables a held update, delete or upsert changes
-        self._parents: set[str] = set()  # tables held rows reference by foreign key
-        self._parameters = 0
         self._texts = texts  # combined SQL texts by the plans combined (shared by a process's transactions)
+        self.clear()
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -178,7 +174,7 @@ class PendingWrites:
     def accepts(self, plan: Plan, rows: int) -> bool:
         """Whether ``rows`` rows of ``plan`` may join what is held now (else send what is held first)."""
         shape = plan.footprint
-        if len(self.items) + rows > MAX_STATEMENTS or self._parameters + rows * len(plan.slots) > MAX_PARAMETERS:
+        if not self._fits(plan, rows):
             return False
         if shape.reads & self._reach:
             return False  # it reads what a held write changes
@@ -210,10 +206,17 @@ class PendingWrites:
         must not share a statement with what is held: it reads or writes what they change, or is neither."""
         shape = query.footprint
         if shape.kind == "select":
-            return bool(shape.reach & self._reach) or self._parameters + len(query.slots) > MAX_PARAMETERS
+            return bool(shape.reach & self._reach) or not self._fits(query, 0)
         if shape.joins_writes:
             return not self.accepts(query, 1)
         return True
+
+    def _fits(self, plan: Plan, rows: int) -> bool:
+        """Whether ``rows`` held rows of ``plan`` (and its own parameters) stay within the limits."""
+        return (
+            len(self.items) + rows <= MAX_STATEMENTS
+            and self._parameters + max(rows, 1) * len(plan.slots) <= MAX_PARAMETERS
+        )
 
     def take(self, query: Plan | None = None, query_args: list[Any] | None = None) -> tuple[str, list[Any]]:
         """The combined statement of everything held (with ``query`` last, whose rows it then returns),
@@ -238,8 +241,9 @@ class PendingWrites:
         return sql, args
 
     def clear(self) -> None:
-        self.items = []
-        self._reach = set()
-        self._changed = set()
-        self._parents = set()
+        """Forget everything held."""
+        self.items: list[tuple[Plan, list[Any]]] = []
+        self._reach: set[str] = set()  # tables some held write changes
+        self._changed: set[str] = set()  # tables a held update, delete or upsert changes
+        self._parents: set[str] = set()  # tables held rows reference by foreign key
         self._parameters = 0
