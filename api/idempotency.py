@@ -24,6 +24,11 @@ duplicate costs a second statement, to read the record it met (see :mod:`lifecyc
 completion is stored before the last part of the answer is sent, so a client holding the whole answer that
 retries gets the replay. If the process dies between the route's commit and the completion, the record
 stays ``running`` until it expires, so retries get 409: the safe failure (never a second execution).
+
+A route whose change knows its answer before it commits (firing a project trigger) stores it in the change's
+own transaction instead (:mod:`lifecycle.services.answers`): it finds the claim with :func:`claim_of`, and once
+that transaction has committed, this middleware stores nothing more. Then the change and its answer commit
+together, and the completion costs no statement of its own.
 """
 
 from __future__ import annotations
@@ -34,12 +39,15 @@ import re
 from typing import Any, Final
 
 from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import resolve_principal
 from api.errors import message, problem_response
 from api.i18n import DEFAULT_LANG, Lang
 from api.runtime import Runtime
+from lifecycle.services.answers import KeyClaim, RenderedAnswer
 
 log = logging.getLogger("lifecycle.api")
 
@@ -47,6 +55,10 @@ HEADER: Final = "idempotency-key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 MAX_BODY_BYTES: Final = 1024 * 1024
 """The largest POST body accepted with an Idempotency-Key (it is stored and hashed whole)."""
+
+CLAIM_STATE: Final = "idempotency_claim"
+"""Where a request that claimed its key finds the :class:`~lifecycle.services.answers.KeyClaim` (``request.state``),
+to store its answer in the transaction of its change (see :func:`claim_of`)."""
 
 _KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 _REPLAYED_HEADERS: Final = frozenset({"content-type", "etag", "location", "content-language"})
@@ -60,6 +72,18 @@ def request_hash(method: str, path: str, query: bytes, if_match: str | None, bod
         digest.update(len(part).to_bytes(8, "big"))  # length-prefixed, so parts cannot run into each other
         digest.update(part)
     return digest.hexdigest()
+
+
+def claim_of(request: Request) -> KeyClaim | None:
+    """The key the request claimed, if it was sent with an ``Idempotency-Key`` this middleware claimed."""
+    claim: KeyClaim | None = getattr(request.state, CLAIM_STATE, None)
+    return claim
+
+
+def answer_response(answer: RenderedAnswer) -> Response:
+    """An answer as rendered (and, for a claimed key, stored): its status, headers and body, as they are."""
+    status, headers, body = answer
+    return Response(body, status_code=status, headers=dict(headers))
 
 
 def valid_key(key: str) -> bool:
@@ -106,7 +130,8 @@ class IdempotencyMiddleware:
         async with runtime.services.one_connection():  # claim, change and answer: one checkout
             existing = await runtime.services.idempotency_begin(principal.id, key, fingerprint)
             if existing is None:
-                await self._run_and_store(scope, receive, send, runtime, principal.id, key, body)
+                claim = state[CLAIM_STATE] = KeyClaim(principal.id, key)
+                await self._run_and_store(scope, receive, send, runtime, claim, body)
                 return
         if existing.request_hash != fingerprint:
             runtime.metrics.refusal("api.idempotency_key_reused")
@@ -120,8 +145,9 @@ class IdempotencyMiddleware:
             await _replay(send, existing.status, existing.headers or (), existing.body or b"")
 
     async def _run_and_store(
-        self, scope: Scope, receive: Receive, send: Send, runtime: Runtime, principal_id: str, key: str, body: bytes
+        self, scope: Scope, receive: Receive, send: Send, runtime: Runtime, claim: KeyClaim, body: bytes
     ) -> None:
+        principal_id, key = claim.principal_id, claim.key
         delivered = settled = False
         status: int | None = None
         kept_headers: list[tuple[str, str]] = []
@@ -144,7 +170,7 @@ class IdempotencyMiddleware:
                         kept_headers.append((name, raw_value.decode("latin-1")))
             elif msg["type"] == "http.response.body":
                 chunks.append(msg.get("body", b""))
-                if not msg.get("more_body", False):
+                if not msg.get("more_body", False) and not claim.committed:
                     # Settled before the last part goes out: a client that has the whole answer and retries
                     # gets the replay, never a 409; and the completion holds no connection while the client
                     # has already moved on to its next request.
@@ -155,10 +181,10 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_body, capture)
         except BaseException:
-            if not settled:
+            if not settled and not claim.committed:
                 await _settle(runtime, principal_id, key, None, [], b"")
             raise
-        if not settled:  # the app returned without finishing its answer
+        if not settled and not claim.committed:  # the app returned without finishing its answer
             await _settle(runtime, principal_id, key, status, kept_headers, b"".join(chunks))
 
     async def _problem(

@@ -1,17 +1,19 @@
 """API benchmark: transitions/s through the whole service on PostgreSQL, against a minimal endpoint.
 
-Run: ``python bench/api.py [--seconds 10] [--connections 32] [--postgres postgresql://postgres@127.0.0.1:5432]``
+Run: ``python bench/api.py [--seconds 10] [--connections 32] [--warm-up 3] [--postgres postgresql://…:5432]``
 
 What it does, all in one run and with the same server settings (one uvicorn worker, uvloop and httptools when
 installed):
 
 1. creates a fresh PostgreSQL database and migrates it, starts ``lifecycle serve`` on it, takes the admin
-   token it prints, and creates one major-project per connection;
+   token it prints, and creates two major-projects per connection (one for the measured run, one for the
+   warm-up: ``--warm-up`` seconds of the same load before it, not counted, so that both servers are measured
+   with their caches filled and their statements prepared);
 2. drives ``POST /api/v1/projects/{id}/transitions`` from ``--connections`` concurrent keep-alive connections,
    each on its own project, alternating 暂缓 (suspend) and 恢复 (resume) with the ETag of the last answer in
    ``If-Match`` and a fresh ``Idempotency-Key``: every request is a real, accepted transition;
 3. stops it and starts ``bench/minimal_app.py`` (the same SQL writes, nothing else) on the same database and
-   drives it the same way;
+   drives it the same way, warm-up included;
 4. prints requests/s, p50/p99 latency, the server's CPU time per request (user + system, read from ``/proc``:
    less disturbed by other load on a shared machine than the rate), the share of non-2xx answers, the
    server's peak RSS, and the ratio.
@@ -241,6 +243,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
+        "--warm-up", type=float, default=3.0, help="seconds of load before each measured run (not counted)"
+    )
+    parser.add_argument(
         "--postgres", default=os.environ.get("LIFECYCLE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
     )
     parser.add_argument("--load-generator", action="store_true", help=argparse.SUPPRESS)
@@ -262,7 +267,11 @@ def main() -> None:
         port = free_port()
         service, token = start_service(url, port, workdir)
         try:
-            projects = create_projects(port, token, args.connections)
+            # One project per connection for the measured run, and as many again for the warm-up before it
+            # (each answer's ETag is the next request's If-Match, so the two runs keep to their own).
+            projects = create_projects(port, token, 2 * args.connections)
+            projects, warm_up = projects[: args.connections], projects[args.connections :]
+            run_load(port, token, warm_up, args.warm_up, minimal=False, server_pid=service.pid)
             api = run_load(port, token, projects, args.seconds, minimal=False, server_pid=service.pid)
         finally:
             api_rss = stop(service)
@@ -270,6 +279,7 @@ def main() -> None:
         minimal = start_minimal(url, port)
         try:
             wait_ready(port, "/")
+            run_load(port, None, warm_up, args.warm_up, minimal=True, server_pid=minimal.pid)
             baseline = run_load(port, None, projects, args.seconds, minimal=True, server_pid=minimal.pid)
         finally:
             minimal_rss = stop(minimal)

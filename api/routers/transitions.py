@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from api.concurrency import etag
-from api.deps import Context, ProjectVersion, ServicesDep, input_locations
+from api.deps import Context, ProjectVersion, ServicesDep, app_runtime, input_locations
+from api.idempotency import answer_response, claim_of
 from api.routers import API_PREFIX
 from api.schemas.common import ERROR_RESPONSES, MUTATION_RESPONSES
-from api.schemas.projects import ProjectOut
+from api.schemas.projects import ProjectOut, project_answer
 from api.schemas.transitions import FireRequest, TriggerOptionOut, option_out
+from lifecycle.services.answers import StoredAnswer
 
 router = APIRouter(
     prefix=API_PREFIX + "/projects/{project_id}/transitions", tags=["transitions"], responses=ERROR_RESPONSES
@@ -28,16 +29,15 @@ async def list_transitions(project_id: str, ctx: Context, services: ServicesDep)
 @router.post("", response_model=ProjectOut, responses=MUTATION_RESPONSES)
 @TRIGGER_INPUT
 async def fire_transition(
-    project_id: str,
-    body: FireRequest,
-    expected_version: ProjectVersion,
-    ctx: Context,
-    services: ServicesDep,
-    request: Request,
-    response: Response,
-) -> ProjectOut:
+    project_id: str, body: FireRequest, expected_version: ProjectVersion, ctx: Context, request: Request
+) -> Response:
     """Fire a project trigger (If-Match: the project's ETag); 409 lists every unmet gate condition."""
-    view = await services.fire(ctx, project_id, expected_version, body.trigger, body.data, body.comment)
-    request.app.state.runtime.metrics.fired(view.definition_key, "project", body.trigger)
-    response.headers["ETag"] = etag(view.version)
-    return ProjectOut.of(view)
+    runtime = app_runtime(request)
+    claim = claim_of(request)
+    # With an Idempotency-Key, the answer is stored in the transition's own transaction (and sent as stored).
+    stored = StoredAnswer(claim, project_answer) if claim is not None else None
+    view = await runtime.services.fire(
+        ctx, project_id, expected_version, body.trigger, body.data, body.comment, answer=stored
+    )
+    runtime.metrics.fired(view.definition_key, "project", body.trigger)
+    return answer_response((claim.answer() if claim is not None else None) or project_answer(view))

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_serializer
 
+from api.concurrency import etag
 from api.schemas.common import RequestModel
 from lifecycle.services import ProjectView
+from lifecycle.services.answers import RenderedAnswer
 
 Money = Annotated[
     Decimal,
@@ -84,3 +86,11 @@ class ProjectOut(ProjectView):
         # The view was validated when the services built it: take its values as they are (a dump and a
         # validation would rebuild every nested model for nothing).
         return cls.model_construct(_fields_set=view.model_fields_set, **dict(view))
+
+
+def project_answer(view: ProjectView) -> RenderedAnswer:
+    """The answer to a change of a project: 200, the project as :class:`ProjectOut` JSON (what FastAPI sends
+    for ``response_model=ProjectOut``) and its ETag. The service renders it inside the change's transaction
+    when the answer is stored there for an ``Idempotency-Key`` (:mod:`lifecycle.services.answers`)."""
+    body = ProjectOut.of(view).model_dump_json(by_alias=True).encode()
+    return 200, (("content-type", "application/json"), ("etag", etag(view.version))), body

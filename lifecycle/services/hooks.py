@@ -25,6 +25,8 @@ from lifecycle.spec.models import Definition
 from lifecycle.store.events import EventRecord
 from lifecycle.store.projects import ProjectRecord
 
+from .answers import StoredAnswer
+
 
 @dataclass(frozen=True)
 class Change:
@@ -66,6 +68,8 @@ class PendingChange:
         events: the history events to append.
         actor: the principal id making the change (``system`` for the scheduler).
         header: header columns changed (:data:`~lifecycle.store.projects.HEADER_COLUMNS`), if any.
+        answer: the answer to store with the change for the request's ``Idempotency-Key``, if any
+            (:mod:`.answers`).
     """
 
     record: ProjectRecord
@@ -76,6 +80,7 @@ class PendingChange:
     actor: str
     now: datetime
     header: Mapping[str, Any] | None = None
+    answer: StoredAnswer | None = None
 
 
 class ChangeHook(Protocol):

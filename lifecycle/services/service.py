@@ -71,6 +71,7 @@ from lifecycle.store.projects import (
     updated_values,
 )
 
+from .answers import StoredAnswer
 from .authz import (
     CallContext,
     Principal,
@@ -410,8 +411,11 @@ class Services:
         trigger: str,
         data: Mapping[str, Any] | None = None,
         comment: str | None = None,
+        *,
+        answer: StoredAnswer | None = None,
     ) -> ProjectView:
-        """Fire a project-level trigger (a transition of the project machine).
+        """Fire a project-level trigger (a transition of the project machine). With ``answer``, the answer to
+        the request's ``Idempotency-Key`` is stored in the same transaction (:mod:`.answers`).
 
         Raises:
             NotFound, Forbidden, StaleVersion, and the engine's refusals: InvalidTransition, RoleRefused,
@@ -426,9 +430,13 @@ class Services:
             _check_version("project", project_id, expected_version, record.version)
             result = self.engine.fire(instance, trigger, principal.actor, now, data=data, comment=comment)
             record = await self._save_change(
-                session, record, instance, definition, result, result.events, principal.id, now
+                session, record, instance, definition, result, result.events, principal.id, now, answer=answer
             )
-            return _project_view(record, definition)
+        if answer is not None:
+            answer.claim.committed = True
+            if answer.view is not None:
+                return answer.view
+        return _project_view(record, definition)
 
     # --- tasks ------------------------------------------------------------------------------------------
 
@@ -722,9 +730,10 @@ class Services:
         now: datetime,
         *,
         header: Mapping[str, Any] | None = None,
+        answer: StoredAnswer | None = None,
     ) -> ProjectRecord:
         """Write one change of a locked project (see :meth:`_save_changes`); the project row as now stored."""
-        pending = PendingChange(record, instance, definition, result, events, actor, now, header)
+        pending = PendingChange(record, instance, definition, result, events, actor, now, header, answer)
         return (await self._save_changes(session, [pending]))[0]
 
     async def _save_changes(self, session: AsyncSession, pending: Sequence[PendingChange]) -> list[ProjectRecord]:
@@ -746,9 +755,12 @@ class Services:
             changes.append(change)
             writes.append(AggregateWrite(p.record, values, p.instance, result, p.definition, change.fire_times))
         async with driver.deferred(session):
-            # Events first: held back with the step and child rows, they reach the server in one statement
-            # with the project rows' (checked) update, which save_many writes last.
+            # Events first: held back with the step and child rows (and a stored answer), they reach the
+            # server in one statement with the project rows' (checked) update, which save_many writes last.
             await self._insert_events(session, changes)
+            for p, change in zip(pending, changes, strict=True):
+                if p.answer is not None:
+                    await self._store_answer(session, p.answer, _project_view(change.record, p.definition), p.now)
             await ProjectRepository(session).save_many(writes)
             await self._run_hooks(session, changes)
         return [change.record for change in changes]
@@ -800,6 +812,15 @@ class Services:
             return change
         values.update(change.derived)
         return replace(change, record=record_of(values, before))
+
+    @staticmethod
+    async def _store_answer(session: AsyncSession, answer: StoredAnswer, view: ProjectView, now: datetime) -> None:
+        """Render the request's answer from the project as the change leaves it, and store it for the claimed
+        key in this transaction (:mod:`.answers`)."""
+        claim = answer.claim
+        answer.view = view
+        claim.rendered = status, headers, body = answer.render(view)
+        await IdempotencyRepository(session).store_answer(claim.principal_id, claim.key, status, headers, body, now)
 
     @staticmethod
     async def _insert_events(session: AsyncSession, changes: Sequence[Change]) -> None:

@@ -7,7 +7,8 @@ The key is scoped to the principal that sent it (two callers may use the same ke
    WHERE expired`` either inserts a ``running`` record, or takes over an expired one in place, or leaves the
    live record already there alone (a retry, or a concurrent duplicate), which a second statement then
    reads. The database decides on the key's unique index, so two concurrent firsts cannot both win.
-2. :meth:`IdempotencyRepository.complete` — stores the response (status, headers, body) to replay.
+2. :meth:`IdempotencyRepository.complete` — stores the response (status, headers, body) to replay; or
+   :meth:`IdempotencyRepository.store_answer` does, in the transaction of the change it answers.
    :meth:`IdempotencyRepository.release` instead drops a running record whose request failed in a way
    worth retrying.
 3. :meth:`IdempotencyRepository.purge_expired` — housekeeping.
@@ -127,7 +128,7 @@ def _claim_statement(dialect: str) -> Insert:
 
 _READ = select(*_COLUMNS).where(*_THIS_RECORD)
 
-_COMPLETE = (
+_STORE = (
     update(records)
     .where(*_THIS_RECORD, _RUNNING)
     .values(
@@ -137,8 +138,11 @@ _COMPLETE = (
         response_headers=bindparam("headers"),
         response_body=bindparam("body"),
     )
-    .returning(records.c.key)
 )
+"""Store the answer of a running request. Reading nothing back, inside a change's transaction it may ride with
+the change's own writes (:meth:`IdempotencyRepository.store_answer`)."""
+
+_COMPLETE = _STORE.returning(records.c.key)
 
 _RELEASE = delete(records).where(*_THIS_RECORD, _RUNNING).returning(records.c.key)
 
@@ -207,6 +211,29 @@ class IdempotencyRepository:
             "body": body,
         }
         return bool(await driver.rows(self.executor, _COMPLETE, values))
+
+    async def store_answer(
+        self,
+        principal_id: str,
+        key: str,
+        status: int,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        now: datetime,
+    ) -> None:
+        """Store the response of a running request in the executor's transaction, with the change it answers
+        (:mod:`lifecycle.services.answers`). Nothing is read back, so the statement may be held and sent with
+        the change's own (:func:`lifecycle.store.driver.deferred`); a record no longer running (taken over
+        once expired) is left alone, as :meth:`complete` does."""
+        values = {
+            "principal": principal_id,
+            "idem_key": key,
+            "now": now,
+            "status": status,
+            "headers": [[name, value] for name, value in headers],
+            "body": body,
+        }
+        await driver.execute(self.executor, _STORE, values)
 
     async def release(self, principal_id: str, key: str) -> bool:
         """Forget a running record (its request failed before producing an answer worth replaying)."""
