@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import Field, field_serializer
+from pydantic import Field
 
 from api.concurrency import etag
 from api.schemas.common import RequestModel
@@ -65,20 +65,13 @@ class ProjectPatch(RequestModel):
     fields: dict[str, Any] | None = None
 
 
-_FOUR_PLACES = Decimal("0.0001")
-
-
 class ProjectOut(ProjectView):
     """A project as answered: header, definition, state with titles, phase, steps, fields, version.
 
     ``total_investment`` is always written with its four stored decimals (``"5000.5000"``), whether the
     project was just created from ``5000.5`` or ``"5e3"`` or read back from the database, so equal amounts
-    look equal.
+    look equal (the view's own JSON form, :class:`~lifecycle.services.views.ProjectView`).
     """
-
-    @field_serializer("total_investment", when_used="json")
-    def _money(self, value: Decimal | None) -> str | None:
-        return None if value is None else str(value.quantize(_FOUR_PLACES))
 
     @classmethod
     def of(cls, view: ProjectView) -> ProjectOut:
@@ -92,5 +85,6 @@ def project_answer(view: ProjectView) -> RenderedAnswer:
     """The answer to a change of a project: 200, the project as :class:`ProjectOut` JSON (what FastAPI sends
     for ``response_model=ProjectOut``) and its ETag. The service renders it inside the change's transaction
     when the answer is stored there for an ``Idempotency-Key`` (:mod:`lifecycle.services.answers`)."""
-    body = ProjectOut.of(view).model_dump_json(by_alias=True).encode()
+    # The view's JSON is ProjectOut's (a subclass adding nothing to it): no copy into a ProjectOut first.
+    body = view.__pydantic_serializer__.to_json(view, by_alias=True)
     return 200, (("content-type", "application/json"), ("etag", etag(view.version))), body

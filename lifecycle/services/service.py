@@ -83,7 +83,7 @@ from .authz import (
     unknown_roles,
     visibility,
 )
-from .hooks import Change, ChangeHook, PendingChange
+from .hooks import LOCK_READS, Change, ChangeHook, LockRead, PendingChange
 from .inputs import CreateProject, ProjectChanges, ProjectFilters, check_header
 from .registry import DefinitionRegistry
 from .scheduling_hooks import SchedulingHook
@@ -195,6 +195,7 @@ class Services:
         """Called with every change, inside its transaction (traffic lights, webhook outbox…)."""
         self.hooks.append(WebhookOutbox())  # webhooks: outbox rows in the change's transaction
         self.hooks.append(SchedulingHook(self.engine))  # scheduling: traffic light, deadlines' next fire time
+        self._lock_reads_of: tuple[tuple[ChangeHook, ...], tuple[LockRead, ...]] = ((), ())
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Services:
@@ -846,11 +847,29 @@ class Services:
         self, session: AsyncSession, principal: Principal, project_id: str
     ) -> tuple[ProjectRecord, ProjectInstance, Definition]:
         projects = ProjectRepository(session)
-        record = await projects.lock(project_id)
+        reads = self._lock_reads()
+        if reads:
+            record, values = await projects.lock_reading(project_id, tuple(r.query for r in reads))
+            session.info[LOCK_READS] = {r.name: v for r, v in zip(reads, values, strict=False)}
+        else:
+            record = await projects.lock(project_id)
         if record is None or not await self._may_see(session, principal, record):
             raise NotFound("project", project_id)
         definition = await self.registry.definition(session, record.definition_key, record.definition_version)
         return record, await projects.instance(record, definition), definition
+
+    def _lock_reads(self) -> tuple[LockRead, ...]:
+        """What the hooks want read with a project's lock (:class:`~.hooks.LockRead`), on this database."""
+        hooks = tuple(self.hooks)
+        if self._lock_reads_of[0] != hooks:  # hooks are a public list: a caller may have added one
+            found: list[LockRead] = []
+            for hook in hooks:
+                lock_read = getattr(hook, "lock_read", None)  # optional (hooks.ReadsWithLock)
+                read = lock_read(self.database.dialect) if lock_read is not None else None
+                if read is not None:
+                    found.append(read)
+            self._lock_reads_of = (hooks, tuple(found))
+        return self._lock_reads_of[1]
 
     async def _read(
         self, session: AsyncSession, principal: Principal, project_id: str

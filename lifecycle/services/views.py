@@ -12,11 +12,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_serializer
 
 from lifecycle.engine.instance import Deadline
 
 T = TypeVar("T")
+
+_FOUR_PLACES = Decimal("0.0001")
 
 
 class View(BaseModel):
@@ -107,6 +109,12 @@ class ProjectView(View):
     created_at: datetime
     created_by: str
     updated_at: datetime
+
+    @field_serializer("total_investment", when_used="json")
+    def _money(self, value: Decimal | None) -> str | None:
+        # Always its four stored decimals ("5000.5000"), whether the project was just created from 5000.5 or
+        # "5e3" or read back from the database: equal amounts look equal.
+        return None if value is None else str(value.quantize(_FOUR_PLACES))
 
     @property
     def etag(self) -> str:

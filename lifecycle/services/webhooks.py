@@ -28,6 +28,7 @@ from lifecycle.clock import ensure_utc
 from lifecycle.errors import Forbidden, InvalidInput, Location, NotFound, Problem, StaleVersion
 from lifecycle.messages import register
 from lifecycle.store.webhooks import (
+    SUBSCRIPTIONS_READ,
     AttemptRecord,
     DeliveryRecord,
     EndpointRecord,
@@ -35,6 +36,7 @@ from lifecycle.store.webhooks import (
     NewDelivery,
     Subscription,
     WebhookRepository,
+    subscriptions_of,
 )
 from lifecycle.webhooks import events as payloads
 from lifecycle.webhooks.config import WebhookSettings
@@ -42,7 +44,7 @@ from lifecycle.webhooks.netsafety import AddressRefused, check_registration
 from lifecycle.webhooks.signing import generate_secret
 
 from .authz import CallContext, Principal
-from .hooks import Change
+from .hooks import Change, LockRead, lock_read_value
 from .views import Page
 
 if TYPE_CHECKING:
@@ -127,6 +129,9 @@ def wants(subscription: Subscription, event_type: str, subject: Subject) -> bool
 # --- the outbox -------------------------------------------------------------------------------------------
 
 
+_SUBSCRIPTIONS_WITH_LOCK = LockRead("webhook_subscriptions", SUBSCRIPTIONS_READ)
+
+
 class WebhookOutbox:
     """The change hook writing outbox rows (see the module docstring), and the way to enqueue events that are
     not a project's (workflow published, endpoint disabled)."""
@@ -137,13 +142,21 @@ class WebhookOutbox:
     def derive(self, change: Change) -> None:
         """Nothing: the outbox rows are the hook's own (:meth:`write`)."""
 
+    def lock_read(self, dialect: str) -> LockRead | None:
+        """On PostgreSQL, the subscriptions are read by the statement that locks the project (no round trip
+        of their own). Read a little earlier in the same transaction, they are the same subscriptions a
+        read just before writing would give, but for an endpoint changed in the meantime: as with any read,
+        an endpoint committed after it is not seen by this change."""
+        return _SUBSCRIPTIONS_WITH_LOCK if dialect == "postgresql" else None
+
     async def write(self, session: AsyncSession, changes: Sequence[Change]) -> None:
         """The outbox rows of every event of ``changes`` for every enabled endpoint that wants it (one read
-        of the endpoints and one insert for all the changes)."""
+        of the endpoints, unless the project's lock read them along, and one insert for all the changes)."""
         if not any(change.events for change in changes):
             return
         repository = WebhookRepository(session)
-        subscriptions = await repository.subscriptions()
+        read_along, value = lock_read_value(session, _SUBSCRIPTIONS_WITH_LOCK.name)
+        subscriptions = subscriptions_of(value) if read_along else await repository.subscriptions()
         if not subscriptions:
             return
         rows: list[NewDelivery] = []

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     String,
     bindparam,
     delete,
@@ -427,6 +428,21 @@ def _mirrored(instance: ProjectInstance) -> dict[str, Any]:
 _SELECT_PROJECT = select(*(projects.c[name] for name in _RECORD_COLUMNS))
 _GET = _SELECT_PROJECT.where(projects.c.id == bindparam("project_id"))
 _LOCK = _GET.with_for_update()
+_LOCK_WITH: dict[tuple[int, ...], tuple[tuple[ColumnElement[Any], ...], Select[Any]]] = {(): ((), _LOCK)}
+
+
+def _lock_statement(reads: tuple[ColumnElement[Any], ...]) -> Select[Any]:
+    """:data:`_LOCK` with ``reads`` as more columns (built once per tuple; the tuple is kept, so the ids stay
+    its own). ``FOR UPDATE OF projects``: the subqueries' tables are read, not locked."""
+    key = tuple(map(id, reads))
+    try:
+        return _LOCK_WITH[key][1]
+    except KeyError:
+        statement = _GET.add_columns(*reads).with_for_update(of=projects)
+        _LOCK_WITH[key] = (reads, statement)
+        return statement
+
+
 # Many rows locked in one statement, in id order, so two lockers of overlapping sets cannot deadlock.
 _LOCK_MANY = (
     _SELECT_PROJECT.where(projects.c.id.in_(bindparam("project_ids", expanding=True)))
@@ -549,6 +565,17 @@ class ProjectRepository:
         """The project row, locked for the rest of the transaction (``FOR UPDATE`` on PostgreSQL), or None."""
         found = await driver.rows(self.session, _LOCK, {"project_id": project_id})
         return _project(found[0]) if found else None
+
+    async def lock_reading(
+        self, project_id: str, reads: tuple[ColumnElement[Any], ...]
+    ) -> tuple[ProjectRecord | None, tuple[Any, ...]]:
+        """:meth:`lock`, and the values of ``reads`` (scalar subqueries, always the same objects: the statement
+        is built once per tuple) read by the same statement; () when there is no such project."""
+        found = await driver.rows(self.session, _lock_statement(reads), {"project_id": project_id})
+        if not found:
+            return None, ()
+        row = found[0]
+        return _project(row[: len(_RECORD_COLUMNS)]), tuple(row[len(_RECORD_COLUMNS) :])
 
     async def lock_many(self, project_ids: Iterable[str]) -> dict[str, ProjectRecord]:
         """The rows of those of ``project_ids`` that exist, locked (in id order) for the rest of the

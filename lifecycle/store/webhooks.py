@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import JSON, delete, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import driver
@@ -168,6 +169,35 @@ _SUBSCRIPTIONS = (
 )
 
 
+SUBSCRIPTIONS_READ = (
+    select(
+        func.json_agg(
+            aggregate_order_by(
+                func.json_build_array(
+                    webhook_endpoints.c.id, webhook_endpoints.c.event_types, webhook_endpoints.c.filters
+                ),
+                webhook_endpoints.c.created_at,
+                webhook_endpoints.c.id,
+            ),
+            type_=JSON,
+        )
+    )
+    .where(webhook_endpoints.c.enabled.is_(True))
+    .scalar_subquery()
+)
+"""What :meth:`WebhookRepository.subscriptions` reads, as one JSON value (PostgreSQL): a scalar subquery another
+statement can carry (the project's lock, :class:`lifecycle.services.hooks.LockRead`); read it with
+:func:`subscriptions_of`."""
+
+
+def subscriptions_of(value: Sequence[Sequence[Any]] | None) -> list[Subscription]:
+    """The subscriptions in a value of :data:`SUBSCRIPTIONS_READ` (None: no enabled endpoint)."""
+    return [
+        Subscription(str(endpoint_id), tuple(event_types or ()), dict(filters or {}))
+        for endpoint_id, event_types, filters in value or ()
+    ]
+
+
 _INSERT_DELIVERIES = webhook_deliveries.insert()
 
 
@@ -206,10 +236,7 @@ class WebhookRepository:
     async def subscriptions(self) -> list[Subscription]:
         """What every enabled endpoint wants, oldest endpoint first (every change of a project asks this:
         a statement built once)."""
-        return [
-            Subscription(endpoint_id, tuple(event_types or ()), dict(filters or {}))
-            for endpoint_id, event_types, filters in await driver.rows(self.session, _SUBSCRIPTIONS)
-        ]
+        return subscriptions_of(await driver.rows(self.session, _SUBSCRIPTIONS))
 
     async def update_endpoint(self, endpoint_id: str, values: dict[str, Any]) -> EndpointRecord:
         """Change columns of an endpoint and bump its version."""
