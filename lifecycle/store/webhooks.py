@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, delete, exists, func, or_, select, update
+from sqlalchemy import JSON, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -198,7 +198,28 @@ def subscriptions_of(value: Sequence[Sequence[Any]] | None) -> list[Subscription
     ]
 
 
-_INSERT_DELIVERIES = webhook_deliveries.insert()
+_DELIVERY_VALUES = (
+    "endpoint_id",
+    "event_id",
+    "event_type",
+    "project_id",
+    "body",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "redelivery_of",
+)
+_INSERT_DELIVERIES = webhook_deliveries.insert().from_select(
+    list(_DELIVERY_VALUES),
+    select(*(bindparam(name, type_=webhook_deliveries.c[name].type) for name in _DELIVERY_VALUES)).where(
+        exists().where(webhook_endpoints.c.id == bindparam("endpoint_id"), webhook_endpoints.c.enabled.is_(True))
+    ),
+)
+"""Outbox rows, each only while its endpoint exists and is enabled: the subscriptions a change matched were
+read earlier in its transaction (with the project's lock, see :data:`SUBSCRIPTIONS_READ`), and an endpoint
+deleted or disabled since then gets nothing, rather than failing the change on the foreign key or queueing a
+delivery it no longer wants."""
 
 
 class WebhookRepository:
