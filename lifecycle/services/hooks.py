@@ -97,9 +97,9 @@ class LockRead:
     """A value a hook's :meth:`~ChangeHook.write` needs, read by the statement that locks the project (a scalar
     subquery as one more column of it) rather than by a statement of its own: one round trip fewer per change.
 
-    The value is as of that statement's snapshot; a hook must give the same answer with a value read later in
-    the transaction (:func:`lock_read_value` is None where nothing was read along: SQLite, the scheduler's
-    batches; the hook then reads it itself)."""
+    The value is as of that statement's snapshot, taken before the lock was granted: a hook must be right
+    with a value that may be that much older than one it would read itself. Where nothing was read along
+    (SQLite, the scheduler's batches), :func:`lock_read_value` says so and the hook reads it itself."""
 
     name: str
     query: ColumnElement[Any]

@@ -147,6 +147,20 @@ _COMPLETE = _STORE.returning(records.c.key)
 _RELEASE = delete(records).where(*_THIS_RECORD, _RUNNING).returning(records.c.key)
 
 
+def _answer_values(
+    principal_id: str, key: str, status: int, headers: Sequence[tuple[str, str]], body: bytes, now: datetime
+) -> dict[str, Any]:
+    """The parameters of :data:`_STORE` and :data:`_COMPLETE`."""
+    return {
+        "principal": principal_id,
+        "idem_key": key,
+        "now": now,
+        "status": status,
+        "headers": [[name, value] for name, value in headers],
+        "body": body,
+    }
+
+
 def _dialect_name(executor: AsyncSession | AsyncConnection) -> str:
     if isinstance(executor, AsyncConnection):
         return executor.dialect.name
@@ -202,14 +216,7 @@ class IdempotencyRepository:
         now: datetime,
     ) -> bool:
         """Store the response of a running request; False if there is no running record for it."""
-        values = {
-            "principal": principal_id,
-            "idem_key": key,
-            "now": now,
-            "status": status,
-            "headers": [[name, value] for name, value in headers],
-            "body": body,
-        }
+        values = _answer_values(principal_id, key, status, headers, body, now)
         return bool(await driver.rows(self.executor, _COMPLETE, values))
 
     async def store_answer(
@@ -225,15 +232,7 @@ class IdempotencyRepository:
         (:mod:`lifecycle.services.answers`). Nothing is read back, so the statement may be held and sent with
         the change's own (:func:`lifecycle.store.driver.deferred`); a record no longer running (taken over
         once expired) is left alone, as :meth:`complete` does."""
-        values = {
-            "principal": principal_id,
-            "idem_key": key,
-            "now": now,
-            "status": status,
-            "headers": [[name, value] for name, value in headers],
-            "body": body,
-        }
-        await driver.execute(self.executor, _STORE, values)
+        await driver.execute(self.executor, _STORE, _answer_values(principal_id, key, status, headers, body, now))
 
     async def release(self, principal_id: str, key: str) -> bool:
         """Forget a running record (its request failed before producing an answer worth replaying)."""
