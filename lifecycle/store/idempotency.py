@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Insert, bindparam, delete, null, select, update
+from sqlalchemy import Insert, bindparam, delete, exists, literal, null, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -98,15 +98,26 @@ _RUNNING = records.c.state == "running"
 
 @cache
 def _claim_statement(dialect: str) -> Insert:
-    """Insert a running record, or turn an expired one into it; RETURNING a row only when claimed."""
+    """Insert a running record, or turn an expired one into it; RETURNING a row only when claimed.
+
+    The row is inserted only when no live record is seen (``WHERE NOT EXISTS``), so a duplicate does not even
+    try to insert. That matters: an insert that meets the key on the unique index waits for any transaction
+    that has the existing row locked, and the request it duplicates stores its answer in its change's own
+    transaction (:mod:`lifecycle.services.answers`). The duplicate would wait for that commit instead of
+    getting its 409 at once. Two firsts at once both try to insert; the unique index makes one of them wait
+    for the other's claim, which commits on its own at once."""
     make_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    fresh = make_insert(records).values(
-        principal_id=bindparam("principal"),
-        key=bindparam("idem_key"),
-        request_hash=bindparam("hash"),
-        state="running",
-        created_at=bindparam("claimed_at"),
-        expires_at=bindparam("expires"),
+    live = select(records.c.key).where(*_THIS_RECORD, records.c.expires_at > bindparam("now"))
+    fresh = make_insert(records).from_select(
+        ["principal_id", "key", "request_hash", "state", "created_at", "expires_at"],
+        select(
+            bindparam("principal", type_=records.c.principal_id.type),
+            bindparam("idem_key", type_=records.c.key.type),
+            bindparam("hash", type_=records.c.request_hash.type),
+            literal("running", records.c.state.type),
+            bindparam("claimed_at", type_=records.c.created_at.type),
+            bindparam("expires", type_=records.c.expires_at.type),
+        ).where(~exists(live)),
     )
     taken_over = {
         "request_hash": fresh.excluded.request_hash,
