@@ -21,6 +21,11 @@ from .receiver import Receiver
 
 pytestmark = pytest.mark.anyio
 
+# PostgreSQL only: SQLite has one writer, so no other transaction can change an endpoint during a change.
+ON_POSTGRESQL = pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
 
 class ChangeEndpointsMidway:
     """A hook running before the outbox's: deletes one endpoint and disables another, each in a transaction
@@ -45,11 +50,10 @@ class ChangeEndpointsMidway:
         )
 
 
+@ON_POSTGRESQL
 async def test_an_endpoint_deleted_or_disabled_during_a_change_gets_nothing_and_the_change_commits(
     services: Services, hooks: WebhookService, receiver: Receiver
 ) -> None:
-    if services.database.dialect != "postgresql":
-        pytest.skip("SQLite has one writer: no other transaction can change an endpoint during a change")
     project = await services.create_project(as_(UNIT_A), new_project_data())
     before = len((await services.history(as_(UNIT_A), project.id, 0, 200)).items)
     deleted, _ = await subscribe(hooks, receiver.url("/deleted"))
