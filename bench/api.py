@@ -1,22 +1,25 @@
 """API benchmark: transitions/s through the whole service on PostgreSQL, against a minimal endpoint.
 
-Run: ``python bench/api.py [--seconds 10] [--connections 32] [--warm-up 3] [--postgres postgresql://…:5432]``
+Run: ``python bench/api.py [--seconds 10] [--connections 32] [--rounds 5] [--warm-up 3] [--postgres URL]``
 
-What it does, all in one run and with the same server settings (one uvicorn worker, uvloop and httptools when
-installed):
+What it does, all in one run and with the same server settings (one uvicorn worker each, uvloop and
+httptools when installed):
 
 1. creates a fresh PostgreSQL database and migrates it, starts ``lifecycle serve`` on it, takes the admin
-   token it prints, and creates two major-projects per connection (one for the measured run, one for the
-   warm-up: ``--warm-up`` seconds of the same load before it, not counted, so that both servers are measured
-   with their caches filled and their statements prepared);
-2. drives ``POST /api/v1/projects/{id}/transitions`` from ``--connections`` concurrent keep-alive connections,
-   each on its own project, alternating 暂缓 (suspend) and 恢复 (resume) with the ETag of the last answer in
-   ``If-Match`` and a fresh ``Idempotency-Key``: every request is a real, accepted transition;
-3. stops it and starts ``bench/minimal_app.py`` (the same SQL writes, nothing else) on the same database and
-   drives it the same way, warm-up included;
-4. prints requests/s, p50/p99 latency, the server's CPU time per request (user + system, read from ``/proc``:
-   less disturbed by other load on a shared machine than the rate), the share of non-2xx answers, the
-   server's peak RSS, and the ratio.
+   token it prints, creates three major-projects per connection (for the API's measured runs, for its
+   warm-up, and for the minimal endpoint), and starts ``bench/minimal_app.py`` (the same SQL writes, nothing
+   else) on the same database beside it;
+2. warms both servers up (``--warm-up`` seconds of the same load each, not counted: caches filled,
+   statements prepared);
+3. measures them in turns, ``--rounds`` times each, ``--seconds`` in all per server: both stay up (the idle
+   one costs nothing), so a change in the machine's other load falls on both rather than on whichever ran
+   second. Each turn drives ``POST /api/v1/projects/{id}/transitions`` (or ``/minimal/{id}``) from
+   ``--connections`` concurrent keep-alive connections, each on its own project, alternating 暂缓 (suspend)
+   and 恢复 (resume) with the ETag of the last answer in ``If-Match`` and a fresh ``Idempotency-Key``: every
+   request is a real, accepted transition, and the next turn goes on where the last one left off;
+4. prints, over all turns, requests/s, p50/p99 latency, the server's CPU time per request (user + system,
+   read from ``/proc``: less disturbed by other load on a shared machine than the rate), the share of non-2xx
+   answers, each server's peak RSS, and the ratio.
 
 The load generator is a separate process speaking raw HTTP/1.1 over asyncio streams (no HTTP library), so it
 costs the server's two cores as little as a Python client can; ``wrk`` is not used because every request needs
@@ -100,18 +103,23 @@ class Connection:
         self.writer.close()
 
 
-async def drive(
-    port: int, token: str | None, projects: list[tuple[str, str]], seconds: float, minimal: bool
-) -> dict[str, Any]:
-    """Each connection works on its own project for ``seconds``; returns counts and latencies."""
-    latencies: list[float] = []
-    failures = 0
-    stop_at = time.perf_counter() + seconds
+Project = tuple[str, str, str]
+"""A project the load works on: (id, the ETag of its last answer, the trigger to fire next)."""
 
-    async def worker(project_id: str, etag: str) -> None:
-        nonlocal failures
+
+async def drive(port: int, token: str | None, projects: list[Project], seconds: float, minimal: bool) -> dict[str, Any]:
+    """Each connection works on its own project for ``seconds`` (the window); returns counts (all answers, and
+    those within the window), latencies (ms) and where each project was left (its ETag and next trigger, for
+    the next run on it)."""
+    latencies: list[float] = []
+    in_window = failures = 0
+    started = time.perf_counter()
+    stop_at = started + seconds
+    left: list[Project] = list(projects)
+
+    async def worker(index: int, project_id: str, etag: str, trigger: str) -> None:
+        nonlocal failures, in_window
         connection = await Connection.open(port)
-        trigger = "suspend"
         try:
             while time.perf_counter() < stop_at:
                 body = json.dumps({"trigger": trigger, "comment": "bench"}).encode()
@@ -122,9 +130,11 @@ async def drive(
                     path = f"/api/v1/projects/{project_id}/transitions"
                     headers |= {"Authorization": f"Bearer {token}", "If-Match": etag,
                                 "Idempotency-Key": uuid.uuid4().hex}  # fmt: skip
-                started = time.perf_counter()
+                sent = time.perf_counter()
                 status, response_headers, _ = await connection.request("POST", path, headers, body)
-                latencies.append(time.perf_counter() - started)
+                answered = time.perf_counter()
+                latencies.append((answered - sent) * 1000)
+                in_window += answered <= stop_at
                 if 200 <= status < 300:
                     etag = response_headers.get("etag", etag)
                     trigger = "resume" if trigger == "suspend" else "suspend"
@@ -132,33 +142,43 @@ async def drive(
                     failures += 1
         finally:
             connection.close()
+            left[index] = (project_id, etag, trigger)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(pid, etag) for pid, etag in projects))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "rate": len(latencies) / elapsed,
-        "failures": failures,
-        "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float("nan"),
-    }
+    await asyncio.gather(*(worker(i, *project) for i, project in enumerate(projects)))
+    # The rate counts the answers within the window: the requests still in flight when it closes would
+    # otherwise stretch it by one latency, which weighs on a short turn and more on the slower server.
+    return {"requests": len(latencies), "in_window": in_window, "window": seconds, "failures": failures,
+            "latencies": latencies, "projects": left}  # fmt: skip
 
 
 def run_load(
-    port: int, token: str | None, projects: list[tuple[str, str]], seconds: float, minimal: bool, server_pid: int
+    port: int, token: str | None, projects: list[Project], seconds: float, minimal: bool, server_pid: int
 ) -> dict[str, Any]:
     """The load generator, in its own process (so its CPU is not the server's, and not this script's); adds the
-    server's CPU time per request (``cpu_ms``), which a shared machine disturbs less than the rate."""
+    server's CPU seconds over the run (``cpu``)."""
     payload = json.dumps({"port": port, "token": token, "projects": projects, "seconds": seconds, "minimal": minimal})
     cpu_before = cpu_seconds(server_pid)
     out = subprocess.run(
         [sys.executable, __file__, "--load-generator"], input=payload, capture_output=True, text=True, check=True
     )
     result: dict[str, Any] = json.loads(out.stdout)
-    result["cpu_ms"] = (cpu_seconds(server_pid) - cpu_before) * 1000 / max(result["requests"], 1)
+    result["cpu"] = cpu_seconds(server_pid) - cpu_before
+    result["projects"] = [tuple(p) for p in result["projects"]]
     return result
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of a server over its measured runs: rate, p50/p99, CPU per request, non-2xx."""
+    latencies = sorted(ms for run in runs for ms in run["latencies"])
+    requests = len(latencies)
+    return {
+        "requests": requests,
+        "rate": sum(run["in_window"] for run in runs) / sum(run["window"] for run in runs),
+        "failures": sum(run["failures"] for run in runs),
+        "p50_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": latencies[int(requests * 0.99) - 1] if latencies else float("nan"),
+        "cpu_ms": sum(run["cpu"] for run in runs) * 1000 / max(requests, 1),
+    }
 
 
 # --- servers ------------------------------------------------------------------------------------------
@@ -243,8 +263,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
-        "--warm-up", type=float, default=3.0, help="seconds of load before each measured run (not counted)"
+        "--warm-up", type=float, default=3.0, help="seconds of load on each server before it is measured"
     )
+    parser.add_argument("--rounds", type=int, default=5, help="turns the two servers take at being measured")
     parser.add_argument(
         "--postgres", default=os.environ.get("LIFECYCLE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
     )
@@ -263,30 +284,39 @@ def main() -> None:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = f"{args.postgres.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}_"))  # the service's folder (removed at the end)
+    service = minimal = None
+    api_runs: list[dict[str, Any]] = []
+    minimal_runs: list[dict[str, Any]] = []
     try:
-        port = free_port()
-        service, token = start_service(url, port, workdir)
-        try:
-            # One project per connection for the measured run, and as many again for the warm-up before it
-            # (each answer's ETag is the next request's If-Match, so the two runs keep to their own).
-            projects = create_projects(port, token, 2 * args.connections)
-            projects, warm_up = projects[: args.connections], projects[args.connections :]
-            run_load(port, token, warm_up, args.warm_up, minimal=False, server_pid=service.pid)
-            api = run_load(port, token, projects, args.seconds, minimal=False, server_pid=service.pid)
-        finally:
-            api_rss = stop(service)
-        port = free_port()
-        minimal = start_minimal(url, port)
-        try:
-            wait_ready(port, "/")
-            run_load(port, None, warm_up, args.warm_up, minimal=True, server_pid=minimal.pid)
-            baseline = run_load(port, None, projects, args.seconds, minimal=True, server_pid=minimal.pid)
-        finally:
-            minimal_rss = stop(minimal)
+        service_port, minimal_port = free_port(), free_port()
+        service, token = start_service(url, service_port, workdir)
+        # One project per connection for the API's measured runs, as many again for its warm-up (each answer's
+        # ETag is the next request's If-Match, so the two keep to their own), and as many for the minimal
+        # endpoint, which writes the same rows without checking versions (the API's ETags stay right).
+        n = args.connections
+        created = [(pid, etag, "suspend") for pid, etag in create_projects(service_port, token, 3 * n)]
+        measured, warm_up, baseline_projects = created[:n], created[n : 2 * n], created[2 * n :]
+        minimal = start_minimal(url, minimal_port)
+        wait_ready(minimal_port, "/")
+        run_load(service_port, token, warm_up, args.warm_up, minimal=False, server_pid=service.pid)
+        run_load(minimal_port, None, baseline_projects, args.warm_up, minimal=True, server_pid=minimal.pid)
+        # Both servers stay up (the idle one costs nothing) and take turns, so that a change in the machine's
+        # other load falls on both rather than on whichever ran second.
+        share = args.seconds / args.rounds
+        for _ in range(args.rounds):
+            run = run_load(service_port, token, measured, share, minimal=False, server_pid=service.pid)
+            measured = run["projects"]
+            api_runs.append(run)
+            run = run_load(minimal_port, None, baseline_projects, share, minimal=True, server_pid=minimal.pid)
+            baseline_projects = run["projects"]
+            minimal_runs.append(run)
     finally:
+        api_rss = stop(service) if service is not None else float("nan")
+        minimal_rss = stop(minimal) if minimal is not None else float("nan")
         with psycopg.connect(f"{args.postgres}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(workdir, ignore_errors=True)
+    api, baseline = summary(api_runs), summary(minimal_runs)
 
     ratio = api["rate"] / baseline["rate"]
 
@@ -295,7 +325,10 @@ def main() -> None:
                 f"CPU {r['cpu_ms']:5.2f} ms/req   non-2xx {r['failures']}/{r['requests']}   "
                 f"peak RSS {rss:6.1f} MB")  # fmt: skip
 
-    print(f"{args.connections} connections, {args.seconds:.0f} s each, PostgreSQL, one uvicorn worker")
+    print(
+        f"{args.connections} connections, {args.seconds:.0f} s each in {args.rounds} turns, PostgreSQL, "
+        "one uvicorn worker each"
+    )
     print(row("transitions (API)", api, api_rss))
     print(row("minimal endpoint", baseline, minimal_rss))
     print(f"API / minimal         {ratio:9.3f}   (target >= 0.40)")
