@@ -241,8 +241,9 @@ class IdempotencyRepository:
     ) -> None:
         """Store the response of a running request in the executor's transaction, with the change it answers
         (:mod:`lifecycle.services.answers`). Nothing is read back, so the statement may be held and sent with
-        the change's own (:func:`lifecycle.store.driver.deferred`); a record no longer running (taken over
-        once expired) is left alone, as :meth:`complete` does."""
+        the change's own (:func:`lifecycle.store.driver.deferred`). As with :meth:`complete`, a record that is
+        no longer running is left alone; one taken over after it expired is running again, for its new request,
+        so an answer stored more than the expiry (24 h) after its claim would land on it."""
         await driver.execute(self.executor, _STORE, _answer_values(principal_id, key, status, headers, body, now))
 
     async def release(self, principal_id: str, key: str) -> bool:
