@@ -173,7 +173,8 @@ def create_app(
     _openapi_document(app)
 
     # add_middleware wraps: the last added is the outermost.
-    app.add_middleware(IdempotencyMiddleware, prefix=API_PREFIX + "/")
+    # Firing a project trigger claims its key in its own transaction (lifecycle.services.answers).
+    app.add_middleware(IdempotencyMiddleware, prefix=API_PREFIX + "/", claimed_in_change=[transitions.router.prefix])
     app.add_middleware(AccessMiddleware, prefix=API_PREFIX + "/")
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(RequestContextMiddleware)

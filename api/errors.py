@@ -175,6 +175,8 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     "not_found": 404,
     "stale_version": 412,
     "input.invalid": 422,
+    # Answered from the key's record by the idempotency middleware; 409 only if it ever reached a handler.
+    "idempotency.key_taken": 409,
 }
 """The HTTP status of each domain problem code."""
 

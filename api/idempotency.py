@@ -29,6 +29,15 @@ A route whose change knows its answer before it commits (firing a project trigge
 own transaction instead (:mod:`lifecycle.services.answers`): it finds the claim with :func:`claim_of`, and once
 that transaction has committed, this middleware stores nothing more. Then the change and its answer commit
 together, and the completion costs no statement of its own.
+
+On PostgreSQL such a route's change claims the key as well (``claimed_in_change``): nothing is claimed up
+front, the change's transaction holds the key by an advisory lock and inserts the completed record with the
+change, so the key costs no statement and no commit of its own. The middleware then holds the route's answer
+back until it knows it stands (:meth:`IdempotencyMiddleware._run_claiming`): a change that found the key taken
+is answered from the key's record, as a duplicate is above; a request refused before or without a change has
+its answer stored by one statement that claims and completes the key at once. One difference shows: while
+such a change runs, its key has no record yet, so a request reusing the key for another body gets 409 (in
+flight) rather than 422; once the change has answered, 422.
 """
 
 from __future__ import annotations
@@ -36,11 +45,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, Final
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import resolve_principal
@@ -48,6 +59,7 @@ from api.errors import message, problem_response
 from api.i18n import DEFAULT_LANG, Lang
 from api.runtime import Runtime
 from lifecycle.services.answers import KeyClaim, RenderedAnswer
+from lifecycle.store.idempotency import IdempotencyEntry
 
 log = logging.getLogger("lifecycle.api")
 
@@ -94,9 +106,13 @@ def valid_key(key: str) -> bool:
 class IdempotencyMiddleware:
     """Applies ``Idempotency-Key`` to every POST under ``prefix`` (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, prefix: str = "/api/v1/") -> None:
+    def __init__(self, app: ASGIApp, prefix: str = "/api/v1/", claimed_in_change: Sequence[str] = ()) -> None:
+        """``claimed_in_change``: the paths (route templates, ``/api/v1/projects/{project_id}/transitions``)
+        whose change claims its key in its own transaction where the database can
+        (:mod:`lifecycle.services.answers`)."""
         self.app = app
         self.prefix = prefix
+        self.claimed_in_change = tuple(compile_path(path)[0] for path in claimed_in_change)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not str(scope["path"]).startswith(self.prefix):
@@ -127,22 +143,88 @@ class IdempotencyMiddleware:
         fingerprint = request_hash(
             scope["method"], scope["path"], scope.get("query_string", b""), headers.get("if-match"), body
         )
+        if self._claimed_by_change(scope, runtime):
+            claim = state[CLAIM_STATE] = KeyClaim(principal.id, key, fingerprint, in_transaction=True)
+            await self._run_claiming(scope, receive, send, runtime, claim, body, lang)
+            return
         async with runtime.services.one_connection():  # claim, change and answer: one checkout
             existing = await runtime.services.idempotency_begin(principal.id, key, fingerprint)
             if existing is None:
                 claim = state[CLAIM_STATE] = KeyClaim(principal.id, key)
                 await self._run_and_store(scope, receive, send, runtime, claim, body)
                 return
-        if existing.request_hash != fingerprint:
+        await self._answer_from(scope, receive, send, runtime, existing, fingerprint, lang)
+
+    def _claimed_by_change(self, scope: Scope, runtime: Runtime) -> bool:
+        """Whether the request's change claims its key in its own transaction (see the module docstring)."""
+        path = str(scope["path"])
+        return any(p.match(path) for p in self.claimed_in_change) and runtime.services.claims_in_transaction()
+
+    async def _answer_from(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        runtime: Runtime,
+        existing: IdempotencyEntry | None,
+        fingerprint: str,
+        lang: Lang,
+    ) -> None:
+        """Answer a request whose key is taken, from the key's record: 422 if it was claimed for another
+        request, 409 while that runs (or when there is no record yet: its change has not committed), else
+        the stored answer."""
+        if existing is not None and existing.request_hash != fingerprint:
             runtime.metrics.refusal("api.idempotency_key_reused")
             await self._problem(scope, receive, send, 422, "api.idempotency_key_reused", lang, {})
-        elif existing.state != "completed" or existing.status is None:
+        elif existing is None or existing.state != "completed" or existing.status is None:
             runtime.metrics.refusal("api.idempotency_in_flight")
             await self._problem(
                 scope, receive, send, 409, "api.idempotency_in_flight", lang, {}, headers={"Retry-After": "1"}
             )
         else:
             await _replay(send, existing.status, existing.headers or (), existing.body or b"")
+
+    async def _run_claiming(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        runtime: Runtime,
+        claim: KeyClaim,
+        body: bytes,
+        lang: Lang,
+    ) -> None:
+        """Run a request whose change claims its key, holding its answer back until it is known to stand: the
+        change committed it with its answer; or the key was taken, and the key's record answers instead; or
+        the request was refused before or without a change, and its answer is stored now, claim and answer
+        in one statement, unless a record of the key was stored meanwhile, which then answers instead."""
+        delivered = False
+        held: list[Message] = []
+
+        async def replay_body() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        async def hold(msg: Message) -> None:
+            held.append(msg)
+
+        await self.app(scope, replay_body, hold)  # raising, it has sent nothing and stored nothing
+        if not claim.committed:
+            try:
+                existing = await _settle_unclaimed(runtime, claim, held)
+            except Exception:
+                # Nothing of the request was committed: unstored, its answer is sent all the same, and a retry
+                # runs it again. A key found taken is then answered as in flight: the caller retries later.
+                log.exception("idempotency record for principal %s could not be stored", claim.principal_id)
+                existing = None
+            if claim.taken:
+                await self._answer_from(scope, receive, send, runtime, existing, claim.request_hash, lang)
+                return
+        for msg in held:
+            await send(msg)
 
     async def _run_and_store(
         self, scope: Scope, receive: Receive, send: Send, runtime: Runtime, claim: KeyClaim, body: bytes
@@ -211,6 +293,39 @@ class IdempotencyMiddleware:
             headers=headers,
         )
         await response(scope, receive, send)
+
+
+async def _settle_unclaimed(runtime: Runtime, claim: KeyClaim, held: list[Message]) -> IdempotencyEntry | None:
+    """After a request whose change was to claim its key did not commit: the key's live record to answer from
+    (``claim.taken`` set), or None with the request's own answer stored when it is worth replaying."""
+    services = runtime.services
+    status, headers, body = _held_answer(held)
+    if not claim.taken and status is not None and status < 500 and status not in _NOT_STORED:
+        existing = await services.idempotency_record(
+            claim.principal_id, claim.key, claim.request_hash, (status, headers, body)
+        )
+    else:
+        # Taken, or refused in a way not stored (no If-Match…): a key used for another request still says so.
+        existing = await services.idempotency_live(claim.principal_id, claim.key)
+    claim.taken = claim.taken or existing is not None
+    return existing
+
+
+def _held_answer(held: list[Message]) -> tuple[int | None, list[tuple[str, str]], bytes]:
+    """The status, the headers worth replaying and the body of a response held back whole."""
+    status: int | None = None
+    headers: list[tuple[str, str]] = []
+    chunks: list[bytes] = []
+    for msg in held:
+        if msg["type"] == "http.response.start":
+            status = int(msg["status"])
+            for raw_name, raw_value in msg.get("headers", []):
+                name = raw_name.decode("latin-1").lower()
+                if name in _REPLAYED_HEADERS:
+                    headers.append((name, raw_value.decode("latin-1")))
+        elif msg["type"] == "http.response.body":
+            chunks.append(msg.get("body", b""))
+    return status, headers, b"".join(chunks)
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

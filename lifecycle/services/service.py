@@ -71,7 +71,7 @@ from lifecycle.store.projects import (
     updated_values,
 )
 
-from .answers import StoredAnswer
+from .answers import KeyClaim, KeyTaken, StoredAnswer, is_key_conflict, lock_claiming, store_answer
 from .authz import (
     CallContext,
     Principal,
@@ -424,15 +424,21 @@ class Services:
         """
         principal = ctx.principal
         now = self.now()
-        async with self.database.transaction() as session:
-            record, instance, definition = await self._lock(session, principal, project_id)
-            if not may_act_on_project(principal, record):
-                raise Forbidden("project", project_id, trigger)
-            _check_version("project", project_id, expected_version, record.version)
-            result = self.engine.fire(instance, trigger, principal.actor, now, data=data, comment=comment)
-            record = await self._save_change(
-                session, record, instance, definition, result, result.events, principal.id, now, answer=answer
-            )
+        claim = answer.claim if answer is not None else None
+        try:
+            async with self.database.transaction() as session:
+                record, instance, definition = await self._lock(session, principal, project_id, claim, now)
+                if not may_act_on_project(principal, record):
+                    raise Forbidden("project", project_id, trigger)
+                _check_version("project", project_id, expected_version, record.version)
+                result = self.engine.fire(instance, trigger, principal.actor, now, data=data, comment=comment)
+                record = await self._save_change(
+                    session, record, instance, definition, result, result.events, principal.id, now, answer=answer
+                )
+        except IntegrityError as error:
+            if claim is not None and claim.in_transaction and is_key_conflict(error):
+                raise KeyTaken(claim) from error
+            raise
         if answer is not None:
             answer.claim.committed = True
             if answer.view is not None:
@@ -692,6 +698,27 @@ class Services:
                 principal_id, key, request_hash, self.now(), self.idempotency_ttl
             )
 
+    def claims_in_transaction(self) -> bool:
+        """Whether a change may claim its request's ``Idempotency-Key`` in its own transaction
+        (:attr:`~.answers.KeyClaim.in_transaction`): on PostgreSQL, which has the advisory locks it takes."""
+        return self.database.dialect == "postgresql"
+
+    async def idempotency_record(
+        self, principal_id: str, key: str, request_hash: str, answer: tuple[int, Sequence[tuple[str, str]], bytes]
+    ) -> IdempotencyEntry | None:
+        """Store the answer of a request whose change was to claim its key but did not commit (autocommit):
+        None once stored, else the live record of the key, to answer from instead."""
+        async with self.database.autocommit() as connection:
+            return await IdempotencyRepository(connection).record(
+                principal_id, key, request_hash, answer, self.now(), self.idempotency_ttl
+            )
+
+    async def idempotency_live(self, principal_id: str, key: str) -> IdempotencyEntry | None:
+        """The key's record unless it has expired, or None."""
+        async with self.database.autocommit() as connection:
+            found = await IdempotencyRepository(connection).get(principal_id, key)
+        return found if found is not None and found.expires_at > self.now() else None
+
     def one_connection(self) -> AbstractAsyncContextManager[None]:
         """A block whose changes and idempotency statements share one database connection (see
         :meth:`lifecycle.store.db.Database.one_connection`): the API holds one for each request sent with an
@@ -761,7 +788,8 @@ class Services:
             await self._insert_events(session, changes)
             for p, change in zip(pending, changes, strict=True):
                 if p.answer is not None:
-                    await self._store_answer(session, p.answer, _project_view(change.record, p.definition), p.now)
+                    view = _project_view(change.record, p.definition)
+                    await store_answer(session, p.answer, view, p.now, self.idempotency_ttl)
             await ProjectRepository(session).save_many(writes)
             await self._run_hooks(session, changes)
         return [change.record for change in changes]
@@ -815,15 +843,6 @@ class Services:
         return replace(change, record=record_of(values, before))
 
     @staticmethod
-    async def _store_answer(session: AsyncSession, answer: StoredAnswer, view: ProjectView, now: datetime) -> None:
-        """Render the request's answer from the project as the change leaves it, and store it for the claimed
-        key in this transaction (:mod:`.answers`)."""
-        claim = answer.claim
-        answer.view = view
-        claim.rendered = status, headers, body = answer.render(view)
-        await IdempotencyRepository(session).store_answer(claim.principal_id, claim.key, status, headers, body, now)
-
-    @staticmethod
     async def _insert_events(session: AsyncSession, changes: Sequence[Change]) -> None:
         await EventRepository(session).insert([event for change in changes for event in change.events])
 
@@ -844,11 +863,22 @@ class Services:
         return await ProjectRepository(session).is_visible(record.id, visibility(principal))
 
     async def _lock(
-        self, session: AsyncSession, principal: Principal, project_id: str
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        project_id: str,
+        claim: KeyClaim | None = None,
+        now: datetime | None = None,
     ) -> tuple[ProjectRecord, ProjectInstance, Definition]:
+        """Lock the project and load it, reading along what hooks want (:class:`~.hooks.LockRead`), and
+        claiming ``claim``'s key if the change is to claim it (:func:`.answers.lock_claiming`)."""
         projects = ProjectRepository(session)
         reads = self._lock_reads()
-        if reads:
+        if claim is not None and claim.in_transaction:
+            queries = tuple(r.query for r in reads)
+            record, values = await lock_claiming(projects, project_id, queries, claim, now or self.now())
+            session.info[LOCK_READS] = {r.name: v for r, v in zip(reads, values, strict=False)}
+        elif reads:
             record, values = await projects.lock_reading(project_id, tuple(r.query for r in reads))
             session.info[LOCK_READS] = {r.name: v for r, v in zip(reads, values, strict=False)}
         else:

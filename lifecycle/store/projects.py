@@ -431,15 +431,19 @@ _LOCK = _GET.with_for_update()
 _LOCK_WITH: dict[tuple[int, ...], tuple[tuple[ColumnElement[Any], ...], Select[Any]]] = {(): ((), _LOCK)}
 
 
-def _lock_statement(reads: tuple[ColumnElement[Any], ...]) -> Select[Any]:
-    """:data:`_LOCK` with ``reads`` as more columns (built once per tuple; the tuple is kept, so the ids stay
-    its own). ``FOR UPDATE OF projects``: the subqueries' tables are read, not locked."""
-    key = tuple(map(id, reads))
+def _lock_statement(reads: tuple[ColumnElement[Any], ...], guard: ColumnElement[bool] | None = None) -> Select[Any]:
+    """:data:`_LOCK` with ``reads`` as more columns and ``guard`` as one more condition (built once per
+    combination; the objects are kept, so their ids stay their own). ``FOR UPDATE OF projects``: the
+    subqueries' tables are read, not locked."""
+    key = (*map(id, reads), id(guard))
     try:
         return _LOCK_WITH[key][1]
     except KeyError:
-        statement = _GET.add_columns(*reads).with_for_update(of=projects)
-        _LOCK_WITH[key] = (reads, statement)
+        statement = _GET.add_columns(*reads)
+        if guard is not None:
+            statement = statement.where(guard)
+        statement = statement.with_for_update(of=projects)
+        _LOCK_WITH[key] = ((*reads, *([guard] if guard is not None else [])), statement)
         return statement
 
 
@@ -567,11 +571,20 @@ class ProjectRepository:
         return _project(found[0]) if found else None
 
     async def lock_reading(
-        self, project_id: str, reads: tuple[ColumnElement[Any], ...]
+        self,
+        project_id: str,
+        reads: tuple[ColumnElement[Any], ...],
+        *,
+        guard: ColumnElement[bool] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> tuple[ProjectRecord | None, tuple[Any, ...]]:
         """:meth:`lock`, and the values of ``reads`` (scalar subqueries, always the same objects: the statement
-        is built once per tuple) read by the same statement; () when there is no such project."""
-        found = await driver.rows(self.session, _lock_statement(reads), {"project_id": project_id})
+        is built once per combination) read by the same statement; () when there is no such project. A
+        ``guard`` (a condition, always the same object) is evaluated on the project's row before its lock is
+        waited for: when it is false, nothing is locked or read, as if there were no such project. ``params``
+        are the bound parameters of ``reads`` and ``guard``."""
+        values = {"project_id": project_id, **params} if params else {"project_id": project_id}
+        found = await driver.rows(self.session, _lock_statement(reads, guard), values)
         if not found:
             return None, ()
         row = found[0]
