@@ -23,9 +23,10 @@ a commit of its own:
   told at once (:class:`KeyTaken`), without waiting for the project's lock;
 * a live record found (the key answered, or claimed up front by another request) is :class:`KeyTaken` too;
   the caller then reads that record and answers from it once this transaction has rolled back;
-* otherwise the answer is inserted as a completed record with the change, by a plain ``INSERT``: a record
-  that appeared meanwhile (a race the advisory lock cannot see: a request claiming the same key up front)
-  makes it fail, the change rolls back with it, and that is :class:`KeyTaken` as well.
+* otherwise the answer is inserted as a completed record with the change, by a plain ``INSERT``. Every claim
+  statement tries the same advisory lock, so no other request takes the key meanwhile; but a record committed
+  between the snapshot of the locking statement and its taking the lock is not seen by it. Such a record makes
+  the ``INSERT`` fail, the change rolls back with it, and that is :class:`KeyTaken` as well.
 
 Either way the change, the claim and its answer commit together; a process dying before the commit leaves
 nothing behind, so a retry runs the request afresh.
