@@ -173,8 +173,14 @@ def create_app(
     _openapi_document(app)
 
     # add_middleware wraps: the last added is the outermost.
-    # Firing a project trigger claims its key in its own transaction (lifecycle.services.answers).
-    app.add_middleware(IdempotencyMiddleware, prefix=API_PREFIX + "/", claimed_in_change=[transitions.router.prefix])
+    # Firing a trigger of a project, an item or a notice claims its key in its own transaction
+    # (lifecycle.services.answers).
+    claimed_in_change = [
+        transitions.router.prefix,
+        tasks.router.prefix + "/{task_id}/transitions",
+        notices.router.prefix + "/{notice_id}/transitions",
+    ]
+    app.add_middleware(IdempotencyMiddleware, prefix=API_PREFIX + "/", claimed_in_change=claimed_in_change)
     app.add_middleware(AccessMiddleware, prefix=API_PREFIX + "/")
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(RequestContextMiddleware)

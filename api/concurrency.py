@@ -17,15 +17,13 @@ import re
 from typing import Final
 
 from api.errors import ApiProblem
+from lifecycle.services.views import etag_of as etag
+
+__all__ = ["etag", "parse_if_match"]
 
 _TAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
 _ERROR_LOC: Final = ["header", "If-Match"]
 _KINDS: Final = {"project": ("项目", "project"), "task": ("事项", "task"), "notice": ("补正告知", "notice")}
-
-
-def etag(version: int) -> str:
-    """The ETag of something at ``version``."""
-    return f'W/"{version}"'
 
 
 def parse_if_match(header: str | None, kind: str) -> int:

@@ -25,10 +25,10 @@ completion is stored before the last part of the answer is sent, so a client hol
 retries gets the replay. If the process dies between the route's commit and the completion, the record
 stays ``running`` until it expires, so retries get 409: the safe failure (never a second execution).
 
-A route whose change knows its answer before it commits (firing a project trigger) stores it in the change's
-own transaction instead (:mod:`lifecycle.services.answers`): it finds the claim with :func:`claim_of`, and once
-that transaction has committed, this middleware stores nothing more. Then the change and its answer commit
-together, and the completion costs no statement of its own.
+A route whose change knows its answer before it commits (firing a trigger of a project, an item or a notice)
+stores it in the change's own transaction instead (:mod:`lifecycle.services.answers`): it finds the claim with
+:func:`claim_of`, and once that transaction has committed, this middleware stores nothing more. Then the change
+and its answer commit together, and the completion costs no statement of its own.
 
 On PostgreSQL such a route's change claims the key as well (``claimed_in_change``): nothing is claimed up
 front, the change's transaction holds the key by an advisory lock and inserts the completed record with the
@@ -246,10 +246,7 @@ class IdempotencyMiddleware:
             nonlocal status, settled
             if msg["type"] == "http.response.start":
                 status = int(msg["status"])
-                for raw_name, raw_value in msg.get("headers", []):
-                    name = raw_name.decode("latin-1").lower()
-                    if name in _REPLAYED_HEADERS:
-                        kept_headers.append((name, raw_value.decode("latin-1")))
+                kept_headers.extend(_replayed_headers(msg))
             elif msg["type"] == "http.response.body":
                 chunks.append(msg.get("body", b""))
                 if not msg.get("more_body", False) and not claim.committed:
@@ -319,13 +316,20 @@ def _held_answer(held: list[Message]) -> tuple[int | None, list[tuple[str, str]]
     for msg in held:
         if msg["type"] == "http.response.start":
             status = int(msg["status"])
-            for raw_name, raw_value in msg.get("headers", []):
-                name = raw_name.decode("latin-1").lower()
-                if name in _REPLAYED_HEADERS:
-                    headers.append((name, raw_value.decode("latin-1")))
+            headers.extend(_replayed_headers(msg))
         elif msg["type"] == "http.response.body":
             chunks.append(msg.get("body", b""))
     return status, headers, b"".join(chunks)
+
+
+def _replayed_headers(start: Message) -> list[tuple[str, str]]:
+    """The headers of a response's start worth replaying with it (lower-case names)."""
+    out = []
+    for raw_name, raw_value in start.get("headers", []):
+        name = raw_name.decode("latin-1").lower()
+        if name in _REPLAYED_HEADERS:
+            out.append((name, raw_value.decode("latin-1")))
+    return out
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

@@ -10,10 +10,13 @@ from fastapi import APIRouter, Request, Response
 
 from api.concurrency import etag
 from api.deps import Context, NoticeVersion, ServicesDep
+from api.idempotency import answer_response, claim_of
 from api.routers import API_PREFIX
 from api.schemas.common import ERROR_RESPONSES, MUTATION_RESPONSES
-from api.schemas.tasks import NoticeOut
+from api.schemas.tasks import NoticeOut, item_answer
 from api.schemas.transitions import NoticeFireRequest
+from lifecycle.services import NoticeView
+from lifecycle.services.answers import StoredAnswer
 
 router = APIRouter(prefix=API_PREFIX + "/projects/{project_id}/notices", tags=["notices"], responses=ERROR_RESPONSES)
 
@@ -43,11 +46,14 @@ async def fire_notice_transition(
     ctx: Context,
     services: ServicesDep,
     request: Request,
-    response: Response,
-) -> NoticeOut:
+) -> Response:
     """Fire a notice trigger (If-Match: the notice's ETag): ``read``, or ``supply`` (which resumes the item)."""
-    view = await services.fire_notice(ctx, project_id, notice_id, expected_version, body.trigger, body.comment)
+    claim = claim_of(request)
+    # With an Idempotency-Key, the answer is stored in the change's own transaction (and sent as stored).
+    stored = StoredAnswer[NoticeView](claim, item_answer) if claim is not None else None
+    view = await services.fire_notice(
+        ctx, project_id, notice_id, expected_version, body.trigger, body.comment, answer=stored
+    )
     runtime = request.app.state.runtime
     runtime.metrics.fired(await runtime.definition_key_of(ctx, project_id), "notice", body.trigger)
-    response.headers["ETag"] = etag(view.version)
-    return view
+    return answer_response((claim.answer() if claim is not None else None) or item_answer(view))

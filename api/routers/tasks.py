@@ -11,10 +11,13 @@ from fastapi import APIRouter, Request, Response
 
 from api.concurrency import etag
 from api.deps import Context, ServicesDep, TaskVersion, input_locations
+from api.idempotency import answer_response, claim_of
 from api.routers import API_PREFIX
 from api.schemas.common import ERROR_RESPONSES, MUTATION_RESPONSES
-from api.schemas.tasks import TaskOut
+from api.schemas.tasks import TaskOut, item_answer
 from api.schemas.transitions import FireRequest, TriggerOptionOut, option_out
+from lifecycle.services import TaskView
+from lifecycle.services.answers import StoredAnswer
 
 router = APIRouter(prefix=API_PREFIX + "/projects/{project_id}/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
 
@@ -58,11 +61,14 @@ async def fire_task_transition(
     ctx: Context,
     services: ServicesDep,
     request: Request,
-    response: Response,
-) -> TaskOut:
+) -> Response:
     """Fire an item trigger (If-Match: the item's ETag): submit, accept, accept with deficiencies, approve…"""
-    view = await services.fire_task(ctx, project_id, task_id, expected_version, body.trigger, body.data, body.comment)
+    claim = claim_of(request)
+    # With an Idempotency-Key, the answer is stored in the change's own transaction (and sent as stored).
+    stored = StoredAnswer[TaskView](claim, item_answer) if claim is not None else None
+    view = await services.fire_task(
+        ctx, project_id, task_id, expected_version, body.trigger, body.data, body.comment, answer=stored
+    )
     runtime = request.app.state.runtime
     runtime.metrics.fired(await runtime.definition_key_of(ctx, project_id), "task", body.trigger)
-    response.headers["ETag"] = etag(view.version)
-    return view
+    return answer_response((claim.answer() if claim is not None else None) or item_answer(view))

@@ -7,11 +7,11 @@ learns what happened. A use case that knows its answer before it commits stores 
 instead: the change and its answer commit together or not at all, and it costs no statement of its own (the
 write rides with the change's, see :mod:`lifecycle.store.deferred`).
 
-The service does not know HTTP: the caller gives a :class:`StoredAnswer`, its claim and how to render the
-answer from the project as the change leaves it; the service renders it inside the transaction and marks the
-claim committed once the transaction has. The caller then sends exactly the rendered answer, and does not
-store it again. When the transaction fails, the claim is left as it was: the caller stores the error answer
-it sends, as for any request.
+The service does not know HTTP: the caller gives a :class:`StoredAnswer`, its claim and how to render the answer
+from the view of what the change acted on (the project, an item, a notice) as the change leaves it; the service
+renders it inside the transaction and marks the claim committed once the transaction has. The caller then sends
+exactly the rendered answer, and does not store it again. When the transaction fails, the claim is left as it
+was: the caller stores the error answer it sends, as for any request.
 
 On PostgreSQL the change may also claim the key itself (:attr:`KeyClaim.in_transaction`), instead of the
 caller claiming it up front by a statement committed on its own. The claim then costs neither a statement nor
@@ -34,10 +34,11 @@ nothing behind, so a retry runs the request afresh.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
@@ -47,8 +48,6 @@ from lifecycle.errors import LifecycleError
 from lifecycle.messages import register
 from lifecycle.store.idempotency import CLAIM_GUARD, KEY_CONSTRAINT, RECORD_SEEN, IdempotencyRepository, claim_params
 from lifecycle.store.projects import ProjectRecord, ProjectRepository
-
-from .views import ProjectView
 
 RenderedAnswer = tuple[int, tuple[tuple[str, str], ...], bytes]
 """An answer as stored and replayed: status, headers (lower-case names), body."""
@@ -100,15 +99,37 @@ class KeyTaken(LifecycleError):
         super().__init__()
 
 
+ViewT = TypeVar("ViewT")
+
+
 @dataclass(eq=False)
-class StoredAnswer:
-    """What a change stores for its request: the claim, and how to render the answer from the project's view
-    as the change leaves it (called once, inside the transaction, before its writes are sent)."""
+class StoredAnswer(Generic[ViewT]):
+    """What a change stores for its request: the claim, and how to render the answer from the view of what
+    the change acted on (the project, an item, a notice) as the change leaves it (called once, inside the
+    transaction, before its writes are sent)."""
 
     claim: KeyClaim
-    render: Callable[[ProjectView], RenderedAnswer]
-    view: ProjectView | None = None
+    render: Callable[[ViewT], RenderedAnswer]
+    view: ViewT | None = None
     """The view the answer was rendered from, once it has been (the use case returns it as well)."""
+
+    def committed_view(self) -> ViewT | None:
+        """The view the stored answer was rendered from, once the change has committed; marks the claim
+        committed (call it right after the transaction has)."""
+        self.claim.committed = True
+        return self.view
+
+
+@contextmanager
+def key_conflicts_as_taken(claim: KeyClaim | None) -> Iterator[None]:
+    """Around a change's transaction: the failure of the key's record insert (:func:`is_key_conflict`) is
+    :class:`KeyTaken` (the change rolled back with it)."""
+    try:
+        yield
+    except IntegrityError as error:
+        if claim is not None and claim.in_transaction and is_key_conflict(error):
+            raise KeyTaken(claim) from error
+        raise
 
 
 async def lock_claiming(
@@ -145,12 +166,12 @@ async def lock_claiming(
 
 
 async def store_answer(
-    session: AsyncSession, answer: StoredAnswer, view: ProjectView, now: datetime, ttl: timedelta
+    session: AsyncSession, answer: StoredAnswer[ViewT], view: ViewT, now: datetime, ttl: timedelta
 ) -> None:
-    """Render the request's answer from the project as the change leaves it, and store it for the key in this
-    transaction: as the completed record of a key the transaction claimed itself (held back to ride with the
-    change's writes; a record inserted meanwhile fails the change, :func:`is_key_conflict`), else on the
-    claim's running record."""
+    """Render the request's answer from ``view`` (what the change acted on, as the change leaves it), and
+    store it for the key in this transaction: as the completed record of a key the transaction claimed itself
+    (held back to ride with the change's writes; a record inserted meanwhile fails the change,
+    :func:`is_key_conflict`), else on the claim's running record."""
     claim = answer.claim
     answer.view = view
     claim.rendered = rendered = answer.render(view)

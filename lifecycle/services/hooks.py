@@ -16,7 +16,7 @@ by the statement that locks the project (:class:`LockRead`), saving a round trip
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -74,6 +74,8 @@ class PendingChange:
         header: header columns changed (:data:`~lifecycle.store.projects.HEADER_COLUMNS`), if any.
         answer: the answer to store with the change for the request's ``Idempotency-Key``, if any
             (:mod:`.answers`).
+        answer_view: the view ``answer`` is rendered from, given the project row as it will be stored; by
+            default the project's.
     """
 
     record: ProjectRecord
@@ -84,7 +86,8 @@ class PendingChange:
     actor: str
     now: datetime
     header: Mapping[str, Any] | None = None
-    answer: StoredAnswer | None = None
+    answer: StoredAnswer[Any] | None = None
+    answer_view: Callable[[ProjectRecord], Any] | None = None
 
 
 LOCK_READS: Final = "lifecycle.lock_reads"

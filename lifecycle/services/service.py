@@ -26,7 +26,7 @@ import binascii
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -71,7 +71,7 @@ from lifecycle.store.projects import (
     updated_values,
 )
 
-from .answers import KeyClaim, KeyTaken, StoredAnswer, is_key_conflict, lock_claiming, store_answer
+from .answers import KeyClaim, StoredAnswer, key_conflicts_as_taken, lock_claiming, store_answer
 from .authz import (
     CallContext,
     Principal,
@@ -413,7 +413,7 @@ class Services:
         data: Mapping[str, Any] | None = None,
         comment: str | None = None,
         *,
-        answer: StoredAnswer | None = None,
+        answer: StoredAnswer[ProjectView] | None = None,
     ) -> ProjectView:
         """Fire a project-level trigger (a transition of the project machine). With ``answer``, the answer to
         the request's ``Idempotency-Key`` is stored in the same transaction (:mod:`.answers`).
@@ -425,7 +425,7 @@ class Services:
         principal = ctx.principal
         now = self.now()
         claim = answer.claim if answer is not None else None
-        try:
+        with key_conflicts_as_taken(claim):
             async with self.database.transaction() as session:
                 record, instance, definition = await self._lock(session, principal, project_id, claim, now)
                 if not may_act_on_project(principal, record):
@@ -435,15 +435,8 @@ class Services:
                 record = await self._save_change(
                     session, record, instance, definition, result, result.events, principal.id, now, answer=answer
                 )
-        except IntegrityError as error:
-            if claim is not None and claim.in_transaction and is_key_conflict(error):
-                raise KeyTaken(claim) from error
-            raise
-        if answer is not None:
-            answer.claim.committed = True
-            if answer.view is not None:
-                return answer.view
-        return _project_view(record, definition)
+        stored = answer.committed_view() if answer is not None else None
+        return stored or _project_view(record, definition)
 
     # --- tasks ------------------------------------------------------------------------------------------
 
@@ -490,9 +483,12 @@ class Services:
         trigger: str,
         data: Mapping[str, Any] | None = None,
         comment: str | None = None,
+        *,
+        answer: StoredAnswer[TaskView] | None = None,
     ) -> TaskView:
         """Fire a trigger on an item (submit, accept, accept with deficiencies, approve…).
-        ``expected_version`` is the item's version (its ETag), not the project's.
+        ``expected_version`` is the item's version (its ETag), not the project's. With ``answer``, the answer
+        to the request's ``Idempotency-Key`` is stored in the same transaction (:mod:`.answers`).
 
         Raises:
             NotFound, Forbidden (a department acting on another department's item), StaleVersion, and the
@@ -500,17 +496,28 @@ class Services:
         """
         principal = ctx.principal
         now = self.now()
-        async with self.database.transaction() as session:
-            record, instance, definition = await self._lock(session, principal, project_id)
-            task = _task_of(instance, task_id)
-            if acts_only_as_department(principal, record) and _department_of(definition, task) != principal.unit_id:
-                raise Forbidden("task", task_id, trigger)
-            _check_version("task", task_id, expected_version, task.version)
-            result = self.engine.fire_task(instance, task_id, trigger, principal.actor, now, data=data, comment=comment)
-            record = await self._save_change(
-                session, record, instance, definition, result, result.events, principal.id, now
-            )
-            return _task_view(await self._compiled(session, record), instance, instance.tasks[task_id], now)
+        claim = answer.claim if answer is not None else None
+        with key_conflicts_as_taken(claim):
+            async with self.database.transaction() as session:
+                record, instance, definition = await self._lock(session, principal, project_id, claim, now)
+                task = _task_of(instance, task_id)
+                if acts_only_as_department(principal, record) and _department_of(definition, task) != principal.unit_id:
+                    raise Forbidden("task", task_id, trigger)
+                _check_version("task", task_id, expected_version, task.version)
+                result = self.engine.fire_task(
+                    instance, task_id, trigger, principal.actor, now, data=data, comment=comment
+                )
+                compiled = await self._compiled(session, record)
+
+                def view_of(_: ProjectRecord) -> TaskView:
+                    return _task_view(compiled, instance, instance.tasks[task_id], now)
+
+                await self._save_change(
+                    session, record, instance, definition, result, result.events, principal.id, now,
+                    answer=answer, answer_view=view_of,
+                )  # fmt: skip
+        stored = answer.committed_view() if answer is not None else None
+        return stored or view_of(record)
 
     # --- deficiency notices and commitments ---------------------------------------------------------------
 
@@ -544,6 +551,8 @@ class Services:
         expected_version: int | None,
         trigger: str,
         comment: str | None = None,
+        *,
+        answer: StoredAnswer[NoticeView] | None = None,
     ) -> NoticeView:
         """Fire a trigger on a deficiency notice (read, supply…); ``supply`` also resumes its item.
         ``expected_version`` is the notice's version.
@@ -553,18 +562,27 @@ class Services:
         """
         principal = ctx.principal
         now = self.now()
-        async with self.database.transaction() as session:
-            record, instance, definition = await self._lock(session, principal, project_id)
-            notice = _notice_of(instance, notice_id)
-            task = instance.tasks[notice.task_id]
-            if acts_only_as_department(principal, record) and _department_of(definition, task) != principal.unit_id:
-                raise Forbidden("notice", notice_id, trigger)
-            _check_version("notice", notice_id, expected_version, notice.version)
-            result = self.engine.fire_notice(instance, notice_id, trigger, principal.actor, now, comment=comment)
-            record = await self._save_change(
-                session, record, instance, definition, result, result.events, principal.id, now
-            )
-            return _notice_view(await self._compiled(session, record), instance, instance.notices[notice_id])
+        claim = answer.claim if answer is not None else None
+        with key_conflicts_as_taken(claim):
+            async with self.database.transaction() as session:
+                record, instance, definition = await self._lock(session, principal, project_id, claim, now)
+                notice = _notice_of(instance, notice_id)
+                task = instance.tasks[notice.task_id]
+                if acts_only_as_department(principal, record) and _department_of(definition, task) != principal.unit_id:
+                    raise Forbidden("notice", notice_id, trigger)
+                _check_version("notice", notice_id, expected_version, notice.version)
+                result = self.engine.fire_notice(instance, notice_id, trigger, principal.actor, now, comment=comment)
+                compiled = await self._compiled(session, record)
+
+                def view_of(_: ProjectRecord) -> NoticeView:
+                    return _notice_view(compiled, instance, instance.notices[notice_id])
+
+                await self._save_change(
+                    session, record, instance, definition, result, result.events, principal.id, now,
+                    answer=answer, answer_view=view_of,
+                )  # fmt: skip
+        stored = answer.committed_view() if answer is not None else None
+        return stored or view_of(record)
 
     async def list_commitments(self, ctx: CallContext, project_id: str) -> list[CommitmentView]:
         """The project's 承诺制 commitments, in the order they were recorded.
@@ -758,10 +776,11 @@ class Services:
         now: datetime,
         *,
         header: Mapping[str, Any] | None = None,
-        answer: StoredAnswer | None = None,
+        answer: StoredAnswer[Any] | None = None,
+        answer_view: Callable[[ProjectRecord], Any] | None = None,
     ) -> ProjectRecord:
         """Write one change of a locked project (see :meth:`_save_changes`); the project row as now stored."""
-        pending = PendingChange(record, instance, definition, result, events, actor, now, header, answer)
+        pending = PendingChange(record, instance, definition, result, events, actor, now, header, answer, answer_view)
         return (await self._save_changes(session, [pending]))[0]
 
     async def _save_changes(self, session: AsyncSession, pending: Sequence[PendingChange]) -> list[ProjectRecord]:
@@ -788,7 +807,10 @@ class Services:
             await self._insert_events(session, changes)
             for p, change in zip(pending, changes, strict=True):
                 if p.answer is not None:
-                    view = _project_view(change.record, p.definition)
+                    if p.answer_view is not None:
+                        view = p.answer_view(change.record)
+                    else:
+                        view = _project_view(change.record, p.definition)
                     await store_answer(session, p.answer, view, p.now, self.idempotency_ttl)
             await ProjectRepository(session).save_many(writes)
             await self._run_hooks(session, changes)
