@@ -25,12 +25,12 @@ completion is stored before the last part of the answer is sent, so a client hol
 retries gets the replay. If the process dies between the route's commit and the completion, the record
 stays ``running`` until it expires, so retries get 409: the safe failure (never a second execution).
 
-A route whose change knows its answer before it commits (firing a trigger of a project, an item or a notice)
-stores it in the change's own transaction instead (:mod:`lifecycle.services.answers`): it finds the claim with
-:func:`claim_of`, and once that transaction has committed, this middleware stores nothing more. Then the change
-and its answer commit together, and the completion costs no statement of its own.
+A route whose change knows its answer before it commits (firing a trigger of a project, an item or a notice;
+creating a project) stores it in the change's own transaction instead (:mod:`lifecycle.services.answers`): it
+finds the claim with :func:`claim_of`, and once that transaction has committed, this middleware stores nothing
+more. Then the change and its answer commit together, and the completion costs no statement of its own.
 
-On PostgreSQL such a route's change claims the key as well (``claimed_in_change``): nothing is claimed up
+On PostgreSQL a trigger's change claims the key as well (``claimed_in_change``): nothing is claimed up
 front, the change's transaction holds the key by an advisory lock and inserts the completed record with the
 change, so the key costs no statement and no commit of its own. The middleware then holds the route's answer
 back until it knows it stands (:meth:`IdempotencyMiddleware._run_claiming`): a change that found the key taken

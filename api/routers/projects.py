@@ -10,12 +10,14 @@ from api import workflow_reads
 from api.concurrency import etag
 from api.deps import LIST_INPUT, PROJECT_INPUT, Context, ProjectVersion, ServicesDep
 from api.diagrams import diagram_response, wants_format
+from api.idempotency import answer_response, claim_of
 from api.routers import API_PREFIX
 from api.schemas.common import ERROR_RESPONSES, MUTATION_RESPONSES, Page, unstorable_text
-from api.schemas.projects import ProjectCreate, ProjectOut, ProjectPatch
+from api.schemas.projects import ProjectCreate, ProjectOut, ProjectPatch, created_answer
 from api.schemas.workflows import ProjectDiagramOut
 from lifecycle.errors import InvalidInput, Location, Problem
-from lifecycle.services import CreateProject, ProjectChanges, ProjectFilters, decode_cursor
+from lifecycle.services import CreateProject, ProjectChanges, ProjectFilters, ProjectView, decode_cursor
+from lifecycle.services.answers import StoredAnswer
 from lifecycle.spec.diagram import render_mermaid
 
 router = APIRouter(prefix=API_PREFIX + "/projects", tags=["projects"], responses=ERROR_RESPONSES)
@@ -43,12 +45,13 @@ def _checked_cursor(cursor: str | None) -> str | None:
 
 @router.post("", response_model=ProjectOut, status_code=201, responses=MUTATION_RESPONSES)
 @PROJECT_INPUT
-async def create_project(body: ProjectCreate, ctx: Context, services: ServicesDep, response: Response) -> ProjectOut:
+async def create_project(body: ProjectCreate, ctx: Context, services: ServicesDep, request: Request) -> Response:
     """Create a project in its definition's initial state (its first item groups open, its clocks start)."""
-    view = await services.create_project(ctx, CreateProject(**body.model_dump()))
-    response.headers["ETag"] = etag(view.version)
-    response.headers["Location"] = f"{API_PREFIX}/projects/{view.id}"
-    return ProjectOut.of(view)
+    claim = claim_of(request)
+    # With an Idempotency-Key, the answer is stored in the creation's own transaction (and sent as stored).
+    stored = StoredAnswer[ProjectView](claim, created_answer) if claim is not None else None
+    view = await services.create_project(ctx, CreateProject(**body.model_dump()), answer=stored)
+    return answer_response((claim.answer() if claim is not None else None) or created_answer(view))
 
 
 @router.get("", response_model=Page[ProjectOut])

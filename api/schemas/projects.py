@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from api.concurrency import etag
+from api.routers import API_PREFIX
 from api.schemas.common import RequestModel
 from lifecycle.services import ProjectView
 from lifecycle.services.answers import RenderedAnswer
@@ -88,3 +89,10 @@ def project_answer(view: ProjectView) -> RenderedAnswer:
     # The view's JSON is ProjectOut's (a subclass adding nothing to it): no copy into a ProjectOut first.
     body = view.__pydantic_serializer__.to_json(view, by_alias=True)
     return 200, (("content-type", "application/json"), ("etag", etag(view.version))), body
+
+
+def created_answer(view: ProjectView) -> RenderedAnswer:
+    """The answer to creating a project: 201, the project as :class:`ProjectOut` JSON, its ETag and where it
+    lives (``Location``); rendered as :func:`project_answer` is."""
+    _, headers, body = project_answer(view)
+    return 201, (*headers, ("location", f"{API_PREFIX}/projects/{view.id}")), body

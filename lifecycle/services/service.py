@@ -231,9 +231,12 @@ class Services:
 
     # --- projects ---------------------------------------------------------------------------------------
 
-    async def create_project(self, ctx: CallContext, data: CreateProject) -> ProjectView:
+    async def create_project(
+        self, ctx: CallContext, data: CreateProject, *, answer: StoredAnswer[ProjectView] | None = None
+    ) -> ProjectView:
         """Create a project on the definition's active version (or the version asked for), in its initial
-        state: its first groups open and its clocks start.
+        state: its first groups open and its clocks start. With ``answer``, the answer to the request's
+        ``Idempotency-Key`` (claimed up front) is stored in the same transaction (:mod:`.answers`).
 
         Raises:
             Forbidden: the caller may not create a project for these units.
@@ -272,6 +275,7 @@ class Services:
                     result.events,
                     principal.id,
                     now,
+                    answer=answer,
                 )
             except IntegrityError as error:
                 # Two creators raced for the same code: the unique constraint caught the second.
@@ -280,7 +284,8 @@ class Services:
                         [Problem.of("project.code_taken", _where("code"), project_code=data.code)]
                     ) from None
                 raise
-            return _project_view(record, definition)
+        stored = answer.committed_view() if answer is not None else None
+        return stored or _project_view(record, definition)
 
     async def get_project(self, ctx: CallContext, project_id: str) -> ProjectView:
         """The project, if the caller may see it.
@@ -826,8 +831,11 @@ class Services:
         events: Sequence[Event],
         actor: str,
         now: datetime,
+        *,
+        answer: StoredAnswer[ProjectView] | None = None,
     ) -> ProjectRecord:
-        """Store a new project as the engine started it, with its first events and what hooks derive."""
+        """Store a new project as the engine started it, with its first events and what hooks derive (and the
+        request's answer, if ``answer``)."""
         values = new_values(header, instance, definition, now)
         genesis = record_of(values)
         change = self._derive(genesis, values, instance, definition, result, events, actor, now)
@@ -836,6 +844,9 @@ class Services:
                 header, instance, definition, now, values=values, fire_times=change.fire_times
             )
             await self._insert_events(session, [change])
+            if answer is not None:
+                view = _project_view(change.record, definition)
+                await store_answer(session, answer, view, now, self.idempotency_ttl)
             await self._run_hooks(session, [change])
         return change.record
 
