@@ -198,20 +198,12 @@ class IdempotencyMiddleware:
         change committed it with its answer; or the key was taken, and the key's record answers instead; or
         the request was refused before or without a change, and its answer is stored now, claim and answer
         in one statement, unless a record of the key was stored meanwhile, which then answers instead."""
-        delivered = False
         held: list[Message] = []
-
-        async def replay_body() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
         async def hold(msg: Message) -> None:
             held.append(msg)
 
-        await self.app(scope, replay_body, hold)  # raising, it has sent nothing and stored nothing
+        await self.app(scope, _body_then(body, receive), hold)  # raising, it has sent nothing and stored nothing
         if not claim.committed:
             try:
                 existing = await _settle_unclaimed(runtime, claim, held)
@@ -230,17 +222,10 @@ class IdempotencyMiddleware:
         self, scope: Scope, receive: Receive, send: Send, runtime: Runtime, claim: KeyClaim, body: bytes
     ) -> None:
         principal_id, key = claim.principal_id, claim.key
-        delivered = settled = False
+        settled = False
         status: int | None = None
         kept_headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []
-
-        async def replay_body() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # afterwards: the client's disconnect, if it comes
 
         async def capture(msg: Message) -> None:
             nonlocal status, settled
@@ -258,7 +243,7 @@ class IdempotencyMiddleware:
             await send(msg)
 
         try:
-            await self.app(scope, replay_body, capture)
+            await self.app(scope, _body_then(body, receive), capture)
         except BaseException:
             if not settled and not claim.committed:
                 await _settle(runtime, principal_id, key, None, [], b"")
@@ -290,6 +275,21 @@ class IdempotencyMiddleware:
             headers=headers,
         )
         await response(scope, receive, send)
+
+
+def _body_then(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` for the app: the request's body, read already (here, whole), then whatever the client
+    sends next (its disconnect, if it comes)."""
+    delivered = False
+
+    async def receive_body() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return receive_body
 
 
 async def _settle_unclaimed(runtime: Runtime, claim: KeyClaim, held: list[Message]) -> IdempotencyEntry | None:

@@ -285,7 +285,7 @@ class Services:
                     ) from None
                 raise
         stored = answer.committed_view() if answer is not None else None
-        return stored or _project_view(record, definition)
+        return stored if stored is not None else _project_view(record, definition)
 
     async def get_project(self, ctx: CallContext, project_id: str) -> ProjectView:
         """The project, if the caller may see it.
@@ -441,7 +441,7 @@ class Services:
                     session, record, instance, definition, result, result.events, principal.id, now, answer=answer
                 )
         stored = answer.committed_view() if answer is not None else None
-        return stored or _project_view(record, definition)
+        return stored if stored is not None else _project_view(record, definition)
 
     # --- tasks ------------------------------------------------------------------------------------------
 
@@ -522,7 +522,7 @@ class Services:
                     answer=answer, answer_view=view_of,
                 )  # fmt: skip
         stored = answer.committed_view() if answer is not None else None
-        return stored or view_of(record)
+        return stored if stored is not None else view_of(record)
 
     # --- deficiency notices and commitments ---------------------------------------------------------------
 
@@ -587,7 +587,7 @@ class Services:
                     answer=answer, answer_view=view_of,
                 )  # fmt: skip
         stored = answer.committed_view() if answer is not None else None
-        return stored or view_of(record)
+        return stored if stored is not None else view_of(record)
 
     async def list_commitments(self, ctx: CallContext, project_id: str) -> list[CommitmentView]:
         """The project's 承诺制 commitments, in the order they were recorded.
