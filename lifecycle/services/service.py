@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from lifecycle.engine.compiled import CompiledDefinition
 from lifecycle.engine.core import Engine
 from lifecycle.engine.instance import (
     Commitment,
+    Deadline,
     DeficiencyNotice,
     Event,
     FireResult,
@@ -1068,12 +1069,20 @@ def _task_view(compiled: CompiledDefinition, instance: ProjectInstance, task: Ta
         closed_at=task.closed_at,
         data=dict(task.data),
         version=task.version,
+        # In the order a read of the project loads them (start day, then id), not the order this process
+        # opened them in: a change's answer then shows the item as a read of it does.
         deadlines=[
             deadline_view(d, now)
-            for d in instance.deadlines.values()
+            for d in sorted(instance.deadlines.values(), key=_deadline_order)
             if d.subject_kind == "task" and d.subject_id == task.id and d.closed_at is None
         ],
     )
+
+
+def _deadline_order(deadline: Deadline) -> tuple[date, str]:
+    """Where a deadline comes among a project's: by the day it started, then by id (the store's order,
+    :mod:`lifecycle.store.children`)."""
+    return deadline.started_on, deadline.id
 
 
 def _notice_view(compiled: CompiledDefinition, instance: ProjectInstance, notice: DeficiencyNotice) -> NoticeView:

@@ -249,3 +249,41 @@ async def test_unknown_project_is_404_on_every_sub_resource(api: Api) -> None:
         headers={"If-Match": 'W/"1"'},
     )
     problem(fire, 404, "not_found")
+
+
+REVIEW_CLOCK_LINE = (
+    "      - {id: review_limit, title: 评审时限, basis: duration, duration: {days: 10, unit: working_days}, "
+    "runs_in: [expert_review]}\n"
+)
+
+
+@pytest.fixture
+def review_clock_definition(services: Services, bundle: Path) -> str:
+    """A variant of mini whose expert review runs a clock of its own beside the item's paused time limit."""
+    text = (bundle / "engine-mini.yaml").read_text(encoding="utf-8")
+    anchor = "      - {id: return_period, title: 退件期限,"
+    assert anchor in text and "key: mini\n" in text
+    text = text.replace("key: mini\n", "key: mini-review\n").replace(anchor, REVIEW_CLOCK_LINE + anchor)
+    (bundle / "mini-review.yaml").write_text(text, encoding="utf-8")
+    return "mini-review"
+
+
+async def test_an_items_answer_lists_its_clocks_as_a_read_of_it_does(
+    review_clock_definition: str, services: Services, settings: Settings, auth: Auth
+) -> None:
+    # Accepted and sent to expert review the same day, the item has two open clocks started that day: the
+    # time limit (opened first, now paused) and the review's. The trigger's answer lists them in the order a
+    # read does (start day, then id), not in the order they were opened.
+    async for app in start_app(create_app(settings, services=services)):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+            api = Api(http, auth)
+            pid = (await api.create(definition_key=review_clock_definition))["id"]
+            assert (await api.fire(pid, "start_permitting", UNIT_A, {"approval_no": "A-1"})).status_code == 200
+            assert (await api.fire_task(pid, PLANNING_PERMIT, "submit", UNIT_A)).status_code == 200
+            assert (await api.fire_task(pid, PLANNING_PERMIT, "accept", PLANNING)).status_code == 200
+            answer = await api.fire_task(pid, PLANNING_PERMIT, "start_expert_review", PLANNING)
+            assert answer.status_code == 200, answer.text
+            clocks = [d["clock"] for d in answer.json()["deadlines"]]
+            assert sorted(clocks) == ["review_limit", "time_limit"]
+            read = await api.get(f"/api/v1/projects/{pid}/tasks/{PLANNING_PERMIT}")
+            assert read.content == answer.content
