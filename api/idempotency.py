@@ -26,9 +26,10 @@ retries gets the replay. If the process dies between the route's commit and the 
 stays ``running`` until it expires, so retries get 409: the safe failure (never a second execution).
 
 A route whose change knows its answer before it commits (firing a trigger of a project, an item or a notice;
-creating a project) stores it in the change's own transaction instead (:mod:`lifecycle.services.answers`): it
-finds the claim with :func:`claim_of`, and once that transaction has committed, this middleware stores nothing
-more. Then the change and its answer commit together, and the completion costs no statement of its own.
+creating a project; filing a report) stores it in the change's own transaction instead
+(:mod:`lifecycle.services.answers`): it finds the claim with :func:`claim_of`, and once that transaction has
+committed, this middleware stores nothing more. Then the change and its answer commit together, and the
+completion costs no statement of its own.
 
 On PostgreSQL a trigger's change claims the key as well (``claimed_in_change``): nothing is claimed up
 front, the change's transaction holds the key by an advisory lock and inserts the completed record with the

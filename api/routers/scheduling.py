@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import LIST_INPUT, Context, ServicesDep, input_locations
+from api.idempotency import answer_response, claim_of
 from api.routers import API_PREFIX
 from api.schemas.common import ERROR_RESPONSES, MUTATION_RESPONSES, Page
 from api.schemas.scheduling import ReportIn
+from lifecycle.services.answers import RenderedAnswer, StoredAnswer
 from lifecycle.services.scheduling import Scheduling
 from lifecycle.services.scheduling_views import (
     EscalationNoticeView,
@@ -103,13 +105,25 @@ async def list_reports(
 )
 @REPORT_INPUT
 async def submit_report(
-    project_id: str, obligation_id: str, body: ReportIn, ctx: Context, services: ServicesDep, response: Response
-) -> ReportView:
+    project_id: str, obligation_id: str, body: ReportIn, ctx: Context, services: ServicesDep, request: Request
+) -> Response:
     """File the report of one period (default: the current one); a late report is recorded as late and
     stops the period's escalation; 409 if the period already has a report."""
-    view = await Scheduling(services).submit_report(ctx, project_id, obligation_id, body.data, body.period)
-    response.headers["Location"] = f"{API_PREFIX}/projects/{project_id}/obligations/{obligation_id}/reports"
-    return view
+    claim = claim_of(request)
+    # With an Idempotency-Key, the answer is stored in the report's own transaction (and sent as stored).
+    stored = StoredAnswer[ReportView](claim, report_answer) if claim is not None else None
+    view = await Scheduling(services).submit_report(
+        ctx, project_id, obligation_id, body.data, body.period, answer=stored
+    )
+    return answer_response((claim.answer() if claim is not None else None) or report_answer(view))
+
+
+def report_answer(view: ReportView) -> RenderedAnswer:
+    """The answer to filing a report: 201, the report as JSON (what FastAPI sends for
+    ``response_model=ReportView``) and where the obligation's reports are listed (``Location``)."""
+    body = view.__pydantic_serializer__.to_json(view, by_alias=True)
+    location = f"{API_PREFIX}/projects/{view.project_id}/obligations/{view.obligation}/reports"
+    return 201, (("content-type", "application/json"), ("location", location)), body
 
 
 @router.get("/projects/{project_id}/deadlines", response_model=ProjectDeadlinesView, tags=["escalations"])

@@ -65,6 +65,7 @@ from lifecycle.store.scheduling import (
     SchedulingRepository,
 )
 
+from .answers import StoredAnswer
 from .authz import CallContext, Principal, owns
 from .hooks import PendingChange
 from .scheduling_hooks import light_json, next_fire_times
@@ -622,10 +623,14 @@ class Scheduling:
         obligation_id: str,
         data: Mapping[str, Any],
         period: str | None = None,
+        *,
+        answer: StoredAnswer[ReportView] | None = None,
     ) -> ReportView:
         """File the report of one period of a recurring obligation (default: the current period). A report
         after the period's due time is recorded as late; it closes the period's deadline (its ladder stops)
-        and updates the project fields the definition names (``updates_fields``).
+        and updates the project fields the definition names (``updates_fields``). With ``answer``, the answer
+        to the request's ``Idempotency-Key`` (claimed up front) is stored in the same transaction
+        (:mod:`.answers`).
 
         Raises:
             NotFound: no such project (or not visible), or the definition has no such obligation.
@@ -684,8 +689,13 @@ class Scheduling:
                             "late_by_seconds": late_by, "due_at": occurrence.due_at.isoformat(),
                             "deadline": deadline.id if deadline else None, "level": deadline.level if deadline else 0}),
             )  # fmt: skip
-            await self.services._save_change(session, record, instance, definition, result, events, principal.id, now)
-            return _report_view(report)
+            view = _report_view(report)
+            await self.services._save_change(
+                session, record, instance, definition, result, events, principal.id, now,
+                answer=answer, answer_view=lambda _: view,
+            )  # fmt: skip
+        stored = answer.committed_view() if answer is not None else None
+        return stored if stored is not None else view
 
     async def obligations(self, ctx: CallContext, project_id: str, periods: int = 12) -> list[ObligationStatusView]:
         """Every obligation of the project's definition with its recent periods and reports.

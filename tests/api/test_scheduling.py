@@ -4,6 +4,7 @@ in the project list and view. Time moves by the frozen clock and a scheduler tic
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from tests.api.conftest import (
     Api,
     problem,
 )
+from tests.api.test_idempotency_answers import Settlements, stored
 
 pytestmark = pytest.mark.anyio
 
@@ -224,3 +226,31 @@ async def test_reports_are_filed_validated_and_their_periods_listed(
         ("2026-W11", "late"),
         ("2026-W10", "reported"),
     ]
+
+
+@pytest.mark.parametrize("middleware_dies", [False, True])
+async def test_a_keyed_report_stores_its_answer_with_the_report_and_a_retry_replays_it(
+    ladder_api: Api, services: Services, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch, middleware_dies: bool
+) -> None:
+    # The answer (201, the report, Location) is stored in the report's own transaction: whatever the middleware
+    # would do after the route (here, with middleware_dies, failing as in a process that died right after the
+    # commit), a retry replays it rather than getting 409 "already reported" or "still running".
+    api = ladder_api
+    pid = (await building_project(api, clock))["id"]
+    path = f"/api/v1/projects/{pid}/obligations/weekly_progress/reports"
+    settlements = Settlements(services, monkeypatch, fail=middleware_dies)
+    headers = {"Idempotency-Key": "report-w10", "Content-Type": "application/json"}
+    body = json.dumps({"period": "2026-W10", "data": REPORT}).encode()  # the same bytes each time
+    filed = await api.request("POST", path, UNIT_A, content=body, headers=headers)
+    assert filed.status_code == 201, filed.text
+    assert filed.headers["Location"] == path and "Idempotent-Replayed" not in filed.headers
+    assert settlements.completed == [] and settlements.released == []
+    record = await stored(services, UNIT_A.id, "report-w10")
+    assert record is not None and (record.state, record.status, record.body) == ("completed", 201, filed.content)
+    assert dict(record.headers or ()) == {"content-type": filed.headers["Content-Type"], "location": path}
+
+    again = await api.request("POST", path, UNIT_A, content=body, headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.content == filed.content and again.headers["Location"] == path
+    reports = (await api.get(path, UNIT_A)).json()["reports"]
+    assert [r["id"] for r in reports] == [filed.json()["id"]]
