@@ -1,6 +1,6 @@
 """API benchmark: transitions/s through the whole service on PostgreSQL, against a minimal endpoint.
 
-Run: ``python bench/api.py [--seconds 10] [--connections 32] [--rounds 5] [--warm-up 3] [--postgres URL]``
+Run: ``python bench/api.py [--seconds 20] [--connections 32] [--rounds 10] [--warm-up 3] [--postgres URL]``
 
 What it does, all in one run and with the same server settings (one uvicorn worker each, uvloop and
 httptools when installed):
@@ -19,7 +19,8 @@ httptools when installed):
    request is a real, accepted transition, and the next turn goes on where the last one left off;
 4. prints, over all turns, requests/s, p50/p99 latency, the server's CPU time per request (user + system,
    read from ``/proc``: less disturbed by other load on a shared machine than the rate), the share of non-2xx
-   answers, each server's peak RSS, and the ratio; then the CPU time per request of the server, of PostgreSQL
+   answers, each server's peak RSS, and the ratio, with the ratio of each pair of turns beside it (how much
+   the machine's other load moved the figures); then the CPU time per request of the server, of PostgreSQL
    (every ``postgres`` process on this machine) and of the load generator, which share the machine.
 
 The load generator is a separate process speaking raw HTTP/1.1 over asyncio streams (no HTTP library), so it
@@ -278,12 +279,14 @@ def stop(server: subprocess.Popen[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="API benchmark (see the module docstring)")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    # 2 s turns, ten of each: on this shared machine the ratio of one pair of turns wanders by ±0.04, and five
+    # pairs left the whole run's ratio ±0.05 from its median.
+    parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
         "--warm-up", type=float, default=3.0, help="seconds of load on each server before it is measured"
     )
-    parser.add_argument("--rounds", type=int, default=5, help="turns the two servers take at being measured")
+    parser.add_argument("--rounds", type=int, default=10, help="turns the two servers take at being measured")
     parser.add_argument(
         "--postgres", default=os.environ.get("LIFECYCLE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
     )
@@ -352,6 +355,10 @@ def main() -> None:
     print(row("transitions (API)", api, api_rss))
     print(row("minimal endpoint", baseline, minimal_rss))
     print(f"API / minimal         {ratio:9.3f}   (target >= 0.40)")
+    # Turn by turn (each API turn against the minimal turn right after it): how much the machine's other load
+    # moved the figures during the run.
+    per_turn = [a["in_window"] / max(m["in_window"], 1) for a, m in zip(api_runs, minimal_runs, strict=True)]
+    print("  by turn             " + " ".join(f"{r:.2f}" for r in per_turn))
     # Both servers share the machine's two cores with PostgreSQL and the load generator: what each request
     # costs all of them says why the ratio is what it is (PostgreSQL's figure counts every process of a local
     # server, including other databases' work, if any, during the turn).
