@@ -58,7 +58,7 @@ from lifecycle.spec.models import Definition
 from lifecycle.store import driver
 from lifecycle.store.db import Database
 from lifecycle.store.events import AuditFinding, EventRecord, EventRepository, chain
-from lifecycle.store.idempotency import IdempotencyEntry, IdempotencyRepository
+from lifecycle.store.idempotency import IdempotencyEntry, IdempotencyRepository, StoredResponse
 from lifecycle.store.principals import PrincipalRecord, PrincipalRepository, TokenRecord, token_hash
 from lifecycle.store.projects import (
     MIRRORED_FIELDS,
@@ -728,7 +728,7 @@ class Services:
         return self.database.dialect == "postgresql"
 
     async def idempotency_record(
-        self, principal_id: str, key: str, request_hash: str, answer: tuple[int, Sequence[tuple[str, str]], bytes]
+        self, principal_id: str, key: str, request_hash: str, answer: StoredResponse
     ) -> IdempotencyEntry | None:
         """Store the answer of a request whose change was to claim its key but did not commit (autocommit):
         None once stored, else the live record of the key, to answer from instead."""

@@ -65,6 +65,10 @@ CLAIM_ATTEMPTS = 3
 could be read (the key is free again). More than one lost race in a row would take a release per attempt."""
 
 
+StoredResponse = tuple[int, Sequence[tuple[str, str]], bytes]
+"""A response as a record keeps it: status, headers (lower-case names), body."""
+
+
 @dataclass(frozen=True)
 class IdempotencyEntry:
     """A stored idempotency record. ``status``, ``headers`` and ``body`` are set once ``completed``."""
@@ -305,7 +309,7 @@ class IdempotencyRepository:
         principal_id: str,
         key: str,
         request_hash: str,
-        answer: tuple[int, Sequence[tuple[str, str]], bytes],
+        answer: StoredResponse,
         now: datetime,
         ttl: timedelta,
     ) -> IdempotencyEntry | None:
@@ -345,7 +349,7 @@ class IdempotencyRepository:
         principal_id: str,
         key: str,
         request_hash: str,
-        answer: tuple[int, Sequence[tuple[str, str]], bytes],
+        answer: StoredResponse,
         now: datetime,
         ttl: timedelta,
     ) -> None:
